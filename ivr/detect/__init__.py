@@ -1,0 +1,1 @@
+"""Streaming audio detectors over 8 kHz, 20 ms frames (DESIGN.md section 4)."""

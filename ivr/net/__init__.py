@@ -1,0 +1,1 @@
+"""asyncio adapters: the only place with sockets and the clock."""

@@ -1,0 +1,1 @@
+"""Sans-I/O SIP (RFC 3261) and SDP (RFC 3264)."""

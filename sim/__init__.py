@@ -1,0 +1,1 @@
+"""SIP simulator and recorded-call replay."""
