@@ -15,7 +15,6 @@ from ivr.errors import InputError
 
 # Modules that add subcommands. Each has ``register(subparsers: argparse._SubParsersAction) -> None``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "ivr.replay",
 )
 
 
