@@ -148,7 +148,7 @@ class DetectorConfigs:
 
     def with_only(self, names: tuple[str, ...]) -> DetectorConfigs:
         """A copy where exactly ``names`` are enabled."""
-        flags = {f"{name}_enabled": name in names for name in DETECTOR_NAMES}
+        flags: dict[str, Any] = {f"{name}_enabled": name in names for name in DETECTOR_NAMES}
         return dataclasses.replace(self, **flags)
 
 
@@ -227,7 +227,7 @@ def detector_configs_from_table(table: Mapping[str, object], where: str) -> Dete
     if not isinstance(table, Mapping):
         raise InputError("expected a table", where=f"{where}: detectors")
     result = DetectorConfigs()
-    flags: dict[str, bool] = {}
+    flags: dict[str, Any] = {}
     if "enabled" in table:
         names = table["enabled"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -251,7 +251,7 @@ def detector_configs_from_table(table: Mapping[str, object], where: str) -> Dete
         cls = _CLASSES[name]
         defaults = cls()
         known = {f.name for f in dataclasses.fields(cls)}
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for key, value in sub.items():
             if key == "enabled":
                 if not isinstance(value, bool):
@@ -268,5 +268,6 @@ def detector_configs_from_table(table: Mapping[str, object], where: str) -> Dete
             changes[key] = _check_field(name, key, value, getattr(defaults, key), where)
         cfg = dataclasses.replace(defaults, **changes)
         _check_cross(name, cfg, where)
-        result = dataclasses.replace(result, **{name: cfg})
+        replacement: dict[str, Any] = {name: cfg}
+        result = dataclasses.replace(result, **replacement)
     return dataclasses.replace(result, **flags)

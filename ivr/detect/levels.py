@@ -24,12 +24,12 @@ DBM0_POWER = DBM0_PEAK**2 / 2.0
 
 def dbm0_to_peak(level_dbm0: float) -> float:
     """Peak amplitude of a sine at ``level_dbm0``."""
-    return DBM0_PEAK * 10.0 ** (level_dbm0 / 20.0)
+    return float(DBM0_PEAK * 10.0 ** (level_dbm0 / 20.0))
 
 
 def dbm0_to_power(level_dbm0: float) -> float:
     """Mean-square power of a signal at ``level_dbm0``."""
-    return DBM0_POWER * 10.0 ** (level_dbm0 / 10.0)
+    return float(DBM0_POWER * 10.0 ** (level_dbm0 / 10.0))
 
 
 def power_to_dbm0(power: float) -> float:
