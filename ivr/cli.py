@@ -15,6 +15,7 @@ from ivr.errors import InputError
 
 # Modules that add subcommands. Each has ``register(subparsers: argparse._SubParsersAction) -> None``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "ivr.replay",
 )
 
 

@@ -1,0 +1,276 @@
+"""``ivr replay``: flows and recorded calls -> a fresh CallMachine on a fake clock -> the same decisions.
+
+``ivr replay FLOW.jsonl`` prints the call record as JSON (exit 1 if it differs from the flow's
+expectation); ``ivr replay DIR`` runs every flow of a folder (recursively) and prints a table (exit 1
+if any differs); a call folder (``events.jsonl`` + ``record.json``) replays its journal and also
+compares every output and the record with the original.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ivr.call import events as ev
+from ivr.call.codec import command_to_dict, event_from_dict
+from ivr.call.commands import WriteRecord
+from ivr.call.machine import CallMachine
+from ivr.call.record import dumps, dumps_pretty
+from ivr.dialplan import Dialplan, load_dialplan, parse_dialplan
+from ivr.errors import InputError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    path: str
+    name: str
+    description: str
+    dialplan: Dialplan
+    expect: Mapping[str, Any]
+    inputs: tuple[tuple[int, ev.Event], ...]
+    recorded_outputs: tuple[dict[str, Any], ...]
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    flow: Flow
+    record: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def _dialplan_dirs(flow_path: Path) -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("IVR_DIALPLANS", "").split(os.pathsep) if p]
+    dirs += [flow_path.parent, Path.cwd() / "dialplans", PROJECT_ROOT / "dialplans"]
+    return dirs
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_DIALPLAN_CACHE: dict[tuple[str, str], Dialplan] = {}
+
+
+def _resolve_dialplan(spec: Any, overrides: Mapping[str, Any], flow_path: Path, where: str) -> Dialplan:
+    over_key = json.dumps(overrides, sort_keys=True)
+    if isinstance(spec, Mapping):
+        return parse_dialplan(_merge(spec, overrides), f"{flow_path} (embedded dialplan)")
+    if not isinstance(spec, str) or not spec:
+        raise InputError("dialplan must be a facility id, a .toml path or a table", where=f"{where}: dialplan")
+    cache_key = (str(flow_path.parent) + "|" + spec, over_key)
+    if cache_key in _DIALPLAN_CACHE:
+        return _DIALPLAN_CACHE[cache_key]
+    candidates = [Path(spec)] if spec.endswith(".toml") else []
+    candidates = [c if c.is_absolute() else flow_path.parent / c for c in candidates] + [
+        d / (spec if spec.endswith(".toml") else f"{spec}.toml") for d in _dialplan_dirs(flow_path)
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            plan = load_dialplan(candidate)
+            if overrides:
+                plan = parse_dialplan(_merge(plan.raw, overrides), f"{candidate} (+ overrides from {flow_path})")
+            _DIALPLAN_CACHE[cache_key] = plan
+            return plan
+    raise InputError(f"dialplan {spec!r} not found (looked in {', '.join(str(d) for d in _dialplan_dirs(flow_path))})",
+                     where=f"{where}: dialplan")
+
+
+def _lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "//")):
+            continue
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON: {exc.msg} (column {exc.colno})", where=f"{path}:{number}") from None
+        if not isinstance(obj, dict):
+            raise InputError("each line must be a JSON object", where=f"{path}:{number}")
+        yield number, obj
+
+
+def load_flow(path: str | Path) -> Flow:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "events.jsonl"
+    lines = list(_lines(p))
+    if not lines:
+        raise InputError("empty flow: the first line must be the header", where=str(p))
+    number, header = lines[0]
+    if header.get("flow") != 1:
+        raise InputError('the first line must be a header {"flow": 1, "dialplan": ...}', where=f"{p}:{number}")
+    overrides = header.get("dialplan_overrides", {})
+    if not isinstance(overrides, Mapping):
+        raise InputError("dialplan_overrides must be a table", where=f"{p}:{number}")
+    plan = _resolve_dialplan(header.get("dialplan"), overrides, p, f"{p}:{number}")
+    expect = header.get("expect", {})
+    if not isinstance(expect, Mapping):
+        raise InputError("expect must be an object", where=f"{p}:{number}")
+    inputs: list[tuple[int, ev.Event]] = []
+    outputs: list[dict[str, Any]] = []
+    last_t = 0
+    for number, obj in lines[1:]:
+        where = f"{p}:{number}"
+        if "in" in obj:
+            t_ms = obj.get("t_ms")
+            if isinstance(t_ms, bool) or not isinstance(t_ms, int) or t_ms < 0:
+                raise InputError("t_ms must be a non-negative integer (ms since the INVITE)", where=where)
+            if t_ms < last_t:
+                raise InputError(f"t_ms goes backwards ({t_ms} after {last_t})", where=where)
+            last_t = t_ms
+            inputs.append((t_ms, event_from_dict(obj, where)))
+        elif "out" in obj:
+            outputs.append(obj)
+        elif "state" in obj or "note" in obj:
+            continue
+        else:
+            raise InputError('each line after the header needs "in" (an input) or "out"', where=where)
+    if not inputs or not isinstance(inputs[0][1], ev.CallStarted):
+        raise InputError("the first input must be CallStarted", where=str(p))
+    return Flow(str(p), str(header.get("name") or p.stem), str(header.get("description", "")), plan, expect,
+                tuple(inputs), tuple(outputs))
+
+
+def run_flow(flow: Flow) -> ReplayResult:
+    """Run a flow on a fresh machine and a fake clock; check the expectation (and recorded outputs)."""
+    machine = CallMachine(flow.dialplan)
+    outputs: list[dict[str, Any]] = []
+    for t_ms, event in flow.inputs:
+        for command in machine.handle(event, t_ms / 1000):
+            if not isinstance(command, WriteRecord):
+                outputs.append(dict(command_to_dict(command), t_ms=machine._ms()))
+    guard = 0
+    while not machine.ended and guard < 1000:
+        deadline = machine.next_deadline()
+        if deadline is None:
+            break
+        for command in machine.handle_timer(deadline):
+            if not isinstance(command, WriteRecord):
+                outputs.append(dict(command_to_dict(command), t_ms=machine._ms()))
+        guard += 1
+    mismatches: list[str] = []
+    if machine.record is None:
+        mismatches.append(f"the call did not end (state {machine.state.value}, no deadline left)")
+        record: dict[str, Any] = {"outcome": None, "reason": None, "billed_seconds": 0,
+                                  "cost": {"total_minor": 0}, "warnings": []}
+    else:
+        record = machine.record
+    mismatches += _check_expect(flow.expect, record, outputs)
+    if flow.recorded_outputs:
+        mismatches += _compare_outputs(flow.recorded_outputs, outputs)
+    return ReplayResult(flow, record, outputs, mismatches)
+
+
+def _check_expect(expect: Mapping[str, Any], record: dict[str, Any], outputs: list[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    for key in ("outcome", "reason", "billed_seconds"):
+        if key in expect and expect[key] != record.get(key):
+            problems.append(f"{key}: expected {expect[key]!r}, got {record.get(key)!r}")
+    if "total_minor" in expect and expect["total_minor"] != record["cost"]["total_minor"]:
+        problems.append(f"total_minor: expected {expect['total_minor']}, got {record['cost']['total_minor']}")
+    if "warnings" in expect and expect["warnings"] != len(record.get("warnings", [])):
+        problems.append(f"warnings: expected {expect['warnings']}, got {len(record.get('warnings', []))}")
+    names = [o["out"] for o in outputs]
+    if "emits" in expect:
+        position = 0
+        for wanted in expect["emits"]:
+            try:
+                position = names.index(wanted, position) + 1
+            except ValueError:
+                problems.append(f"emits: {wanted} not emitted (in order) — emitted {names}")
+                break
+    for forbidden in expect.get("never_emits", []):
+        if forbidden in names:
+            problems.append(f"never_emits: {forbidden} was emitted")
+    return problems
+
+
+def _compare_outputs(recorded: tuple[dict[str, Any], ...], replayed: list[dict[str, Any]]) -> list[str]:
+    for i, (a, b) in enumerate(zip(recorded, replayed, strict=False)):
+        if a != b:
+            return [f"output {i} differs: recorded {json.dumps(a, sort_keys=True)} replayed {json.dumps(b, sort_keys=True)}"]
+    if len(recorded) != len(replayed):
+        return [f"recorded {len(recorded)} outputs, replay made {len(replayed)}"]
+    return []
+
+
+def find_flows(folder: Path) -> list[Path]:
+    """Flow files (*.jsonl) and call folders (with events.jsonl) below ``folder``, sorted."""
+    found = sorted(p for p in folder.rglob("*.jsonl") if p.name != "events.jsonl")
+    found += sorted(p.parent for p in folder.rglob("events.jsonl"))
+    return sorted(found)
+
+
+def _table(results: list[ReplayResult]) -> str:
+    rows = [("flow", "expected", "got", "reason", "billed_s", "ok")]
+    for r in results:
+        expected = f"{r.flow.expect.get('outcome', '-')}/{r.flow.expect.get('reason', '-')}"
+        rows.append((r.flow.name, expected, str(r.record.get("outcome")), str(r.record.get("reason")),
+                     str(r.record.get("billed_seconds")), "ok" if r.ok else "DIFFERS"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise InputError("no such file or folder", where=str(path))
+    if path.is_dir() and not (path / "events.jsonl").is_file():
+        flows = find_flows(path)
+        if not flows:
+            raise InputError("no flows (*.jsonl) or call folders (events.jsonl) here", where=str(path))
+        results = [run_flow(load_flow(p)) for p in flows]
+        print(_table(results))
+        bad = [r for r in results if not r.ok]
+        for r in bad:
+            for problem in r.mismatches:
+                print(f"{r.flow.path}: {problem}", file=sys.stderr)
+        print(f"\n{len(results) - len(bad)} of {len(results)} flows as expected")
+        return 1 if bad else 0
+    result = run_flow(load_flow(path))
+    print(dumps(result.record) if args.compact else dumps_pretty(result.record))
+    if path.is_dir() and (path / "record.json").is_file():
+        original = json.loads((path / "record.json").read_text(encoding="utf-8"))
+        if dumps(original) != dumps(result.record):
+            result.mismatches.append("record.json differs from the replayed record")
+    if args.plot:
+        from ivr.timeline import plot_timeline
+
+        plot_timeline(result.record, Path(args.plot))
+        print(f"timeline: {args.plot}", file=sys.stderr)
+    for problem in result.mismatches:
+        print(f"{path}: {problem}", file=sys.stderr)
+    return 1 if result.mismatches else 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay a flow, a recorded call or a folder of them")
+    p.add_argument("path", help="a flow (.jsonl), a call folder (events.jsonl) or a folder of flows")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the call's timeline")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.set_defaults(handler=cmd_replay)
