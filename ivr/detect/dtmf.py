@@ -171,6 +171,9 @@ class DtmfBank:
         row_f = _FUND[row]
         col_f = _FUND[4 + col]
         max_dev = cfg.max_frequency_deviation_pct / 100.0
+        # 2 x 697, 2 x 770 and 2 x 852 Hz lie 58-71 Hz from a high-group tone: allow for the part of
+        # that tone the 20 ms harmonic bin picks up, or keys 2, 6 and C would fail off-nominal.
+        leak = p_col * np.sinc((col_f + col_dev - 2.0 * row_f) * (2 * BLOCK) / SAMPLE_RATE_HZ) ** 2 * 1.5
         # Both blocks must carry the pair, or the phase advance means nothing.
         amp_a = np.abs(fa) / (BLOCK / 2)
         amp_b = np.abs(fb) / (BLOCK / 2)
@@ -190,7 +193,7 @@ class DtmfBank:
             & (np.abs(row_dev) <= max_dev * row_f)
             & (np.abs(col_dev) <= max_dev * col_f)
             & (ratio >= self._min_ratio)
-            & (h_row <= p_row * self._harm_ratio)
+            & (h_row <= p_row * self._harm_ratio + leak)
             & (h_col <= p_col * self._harm_ratio)
             & (a_row_min**2 / 2 >= self._min_power * 0.25)
             & (a_col_min**2 / 2 >= self._min_power * 0.25)
