@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from ivr.errors import InputError
+from ivr.log import configure
 
 # Modules that add subcommands. Each has ``register(subparsers: argparse._SubParsersAction) -> None``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "ivr.replay",
+    "ivr.prompts.cli",
 )
 
 
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Terminal commands log warnings only unless asked (IVR_LOG_LEVEL); ``serve`` configures JSON itself.
+    configure(level=os.environ.get("IVR_LOG_LEVEL", "WARNING"))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
