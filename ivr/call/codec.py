@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, get_type_hints
+from typing import Any
 
 from ivr.call import commands as cmd
 from ivr.call.events import EVENT_TYPES, Event
@@ -65,7 +65,21 @@ def command_to_dict(command: cmd.Command) -> dict[str, JsonValue]:
     return to_dict(command, "out")
 
 
-_CONVERTERS: dict[Any, Any] = {Leg: Leg, KeySource: KeySource}
+def _convert(key: str, annotation: str, value: Any) -> Any:
+    """Check and convert one field from JSON by its annotation (kept as text: ``from __future__``)."""
+    if annotation == "Leg":
+        return Leg(value)
+    if annotation == "KeySource":
+        return KeySource(value)
+    if annotation == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{key} must be an integer, got {value!r}")
+    if annotation == "bool" and not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, got {value!r}")
+    if annotation == "str" and not isinstance(value, str):
+        raise TypeError(f"{key} must be a string, got {value!r}")
+    if annotation == "Evidence" and not isinstance(value, dict):
+        raise TypeError(f"{key} must be an object, got {value!r}")
+    return value
 
 
 def event_from_dict(data: dict[str, Any], where: str = "event") -> Event:
@@ -74,21 +88,16 @@ def event_from_dict(data: dict[str, Any], where: str = "event") -> Event:
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise InputError(f"unknown event {name!r} (known: {', '.join(sorted(EVENT_TYPES))})", where=where)
-    hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
-        if key in ("in", "t_ms", "t"):
+        if key in ("in", "t_ms"):
             continue
-        if key not in known:
-            raise InputError(f"{name} has no field {key!r} (fields: {', '.join(sorted(known))})", where=where)
-        hint = hints[key]
+        if key not in fields:
+            raise InputError(f"{name} has no field {key!r} (fields: {', '.join(sorted(fields))})", where=where)
         try:
-            if hint in (Leg, KeySource):
-                value = hint(value)
-            elif hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{key} must be an integer")
-        except ValueError as exc:
+            value = _convert(key, str(fields[key].type), value)
+        except (ValueError, TypeError) as exc:
             raise InputError(f"{name}.{key}: {exc}", where=where) from None
         kwargs[key] = value
     try:
