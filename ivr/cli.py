@@ -19,6 +19,8 @@ from ivr.log import configure
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "ivr.replay",
     "ivr.prompts.cli",
+    "ivr.detect.cli",
+    "ledger.cli", "ivr.roster",
 )
 
 
