@@ -23,6 +23,7 @@ from ivr.prompts.texts import CLIP_NAME, TONE_BEEP, default_prompts_dir, expand,
 with warnings.catch_warnings():
     # pydub looks for ffmpeg at import and warns when it is absent; we only read and write WAV.
     warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message="'audioop' is deprecated", category=DeprecationWarning)
     from pydub import AudioSegment
 
 SAMPLE_RATE = 8000
@@ -60,9 +61,7 @@ class Rendered:
 
 
 def _from_pcm(pcm: Pcm) -> AudioSegment:
-    return AudioSegment(
-        data=pcm.astype("<i2").tobytes(), sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=1
-    )
+    return AudioSegment(data=pcm.astype("<i2").tobytes(), sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=1)
 
 
 def beep_pcm() -> Pcm:
@@ -98,9 +97,7 @@ def _whole_ms(audio: AudioSegment) -> AudioSegment:
     extra = int(audio.frame_count()) % SAMPLES_PER_MS
     if extra:
         pad = SAMPLES_PER_MS - extra
-        audio = audio + AudioSegment(
-            data=b"\0\0" * pad, sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=1
-        )
+        audio = audio + AudioSegment(data=b"\0\0" * pad, sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=1)
     return audio
 
 

@@ -132,8 +132,7 @@ def find_espeak(explicit: str | None = None) -> str:
     path = shutil.which(explicit or "espeak-ng")
     if path is None:
         raise EspeakMissingError(
-            f"{explicit or 'espeak-ng'} not found: install it (Debian: apt-get install espeak-ng) "
-            "or pass --espeak PATH"
+            f"{explicit or 'espeak-ng'} not found: install it (Debian: apt-get install espeak-ng) or pass --espeak PATH"
         )
     return path
 
@@ -149,9 +148,7 @@ def synthesize(espeak: str, voice: str, speed_wpm: int, text: str, workdir: Path
         check=False,
     )
     if result.returncode != 0 or not out.exists():
-        raise RuntimeError(
-            f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}"
-        )
+        raise RuntimeError(f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
     data, rate = _read_wav(out)
     return finish(resample(data, rate))
 

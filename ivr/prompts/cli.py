@@ -16,12 +16,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = parser.add_subparsers(dest="prompts_command", metavar="ACTION")
     sub.required = True
 
-    b = sub.add_parser(
-        "build", help="regenerate every segment WAV from prompts/<lang>/texts.toml with espeak-ng"
-    )
-    b.add_argument(
-        "--out", type=Path, help="write here instead of the prompts folder (texts are copied along)"
-    )
+    b = sub.add_parser("build", help="regenerate every segment WAV from prompts/<lang>/texts.toml with espeak-ng")
+    b.add_argument("--out", type=Path, help="write here instead of the prompts folder (texts are copied along)")
     b.add_argument("--texts", type=Path, help="prompts folder to read (default: the project's prompts/)")
     b.add_argument("--voice-en", help="espeak-ng voice for English (default: [build] voice in the texts)")
     b.add_argument("--voice-es", help="espeak-ng voice for Spanish (default: [build] voice in the texts)")

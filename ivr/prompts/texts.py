@@ -196,13 +196,9 @@ def _flatten(table: Mapping[str, object], prefix: str, where: str, out: dict[str
             _flatten(value, f"{seg_id}.", where, out)
             continue
         if not SEGMENT_ID.match(seg_id):
-            raise InputError(
-                "segment ids are letters, digits, _ . - (not ending in '.')", where=f"{where}: {seg_id}"
-            )
+            raise InputError("segment ids are letters, digits, _ . - (not ending in '.')", where=f"{where}: {seg_id}")
         if not isinstance(value, str) or not value.strip():
-            raise InputError(
-                "a segment's text must be a non-empty string", where=f"{where}: segments.{seg_id}"
-            )
+            raise InputError("a segment's text must be a non-empty string", where=f"{where}: segments.{seg_id}")
         out[seg_id] = value
 
 
@@ -260,9 +256,7 @@ def _parse_item(raw: object, spec: PromptSpec, where: str) -> Item:
         if has_if and has_unless:
             raise InputError("a block has 'if' or 'unless', not both", where=where)
         if not (has_if or has_unless) and ("lang" not in keys or keys & {"equals", "else"}):
-            raise InputError(
-                "a block needs 'if' or 'unless' (only a 'lang' block may have neither)", where=where
-            )
+            raise InputError("a block needs 'if' or 'unless' (only a 'lang' block may have neither)", where=where)
         name = raw.get("if", raw.get("unless"))
         if name is not None and (not isinstance(name, str) or spec.variable(name) is None):
             raise InputError(f"prompt {spec.prompt_id!r} has no variable {name!r}", where=where)
@@ -270,17 +264,13 @@ def _parse_item(raw: object, spec: PromptSpec, where: str) -> Item:
         if equals is not None:
             var = spec.variable(name) if isinstance(name, str) else None
             if not isinstance(equals, str) or var is None or (var.choices and equals not in var.choices):
-                raise InputError(
-                    f"'equals' must be one of the variable's values, got {equals!r}", where=where
-                )
+                raise InputError(f"'equals' must be one of the variable's values, got {equals!r}", where=where)
         lang = raw.get("lang")
         if lang is not None and lang not in LANGUAGES:
             raise InputError(f"unknown lang {lang!r}; known: {', '.join(LANGUAGES)}", where=where)
         say, otherwise = raw.get("say"), raw.get("else", [])
         if not isinstance(say, list) or not say or not isinstance(otherwise, list):
-            raise InputError(
-                "a block needs 'say' (a non-empty list) and optionally 'else' (a list)", where=where
-            )
+            raise InputError("a block needs 'say' (a non-empty list) and optionally 'else' (a list)", where=where)
         return Block(
             var=name if isinstance(name, str) else "",
             negate="unless" in keys,
@@ -327,9 +317,7 @@ def _parse_file(path: Path, language: str) -> Texts:
         where = f"{path}: prompts.{prompt_id}"
         if not isinstance(raw, list) or not raw:
             raise InputError("a template is a non-empty list", where=where)
-        templates[prompt_id] = tuple(
-            _parse_item(x, PROMPTS[prompt_id], f"{where}[{i}]") for i, x in enumerate(raw)
-        )
+        templates[prompt_id] = tuple(_parse_item(x, PROMPTS[prompt_id], f"{where}[{i}]") for i, x in enumerate(raw))
     return Texts(language, path, voice, speed, segments, templates)
 
 
@@ -404,6 +392,11 @@ def _truthy(value: Value | None) -> bool:
     return value is not None and value != 0 and value != ""
 
 
+def _name_key(name: str) -> str:
+    """Names compared without case, punctuation or extra spaces: "Example  State Prison." ~ "example state prison"."""
+    return " ".join(re.sub(r"[^\w\s]", " ", name.casefold()).split())
+
+
 def _facility_segment(texts: Texts, all_texts: Mapping[str, Texts], values: Mapping[str, Value]) -> str:
     facility_id = values.get("facility_id")
     if f"{FACILITY_PREFIX}{facility_id}" in texts.segments:
@@ -411,14 +404,10 @@ def _facility_segment(texts: Texts, all_texts: Mapping[str, Texts], values: Mapp
     name = values.get("facility_name")
     if isinstance(name, str):
         # An unknown id but a known name (a dialplan renamed its file): find it in any language.
-        wanted = " ".join(name.casefold().split())
+        wanted = _name_key(name)
         for other in all_texts.values():
             for seg_id, text in other.segments.items():
-                if (
-                    seg_id.startswith(FACILITY_PREFIX)
-                    and " ".join(text.casefold().split()) == wanted
-                    and seg_id in texts.segments
-                ):
+                if seg_id.startswith(FACILITY_PREFIX) and _name_key(text) == wanted and seg_id in texts.segments:
                     return seg_id
     return FALLBACK_FACILITY
 
@@ -500,9 +489,7 @@ def segments_for(
     return tuple(piece_label(p, language) for p in expand(prompt_id, language, variables, prompts_dir))
 
 
-def text_for(
-    prompt_id: str, language: str, variables: Mapping[str, object], *, prompts_dir: Path | None = None
-) -> str:
+def text_for(prompt_id: str, language: str, variables: Mapping[str, object], *, prompts_dir: Path | None = None) -> str:
     """The words ``prompt_id`` would say (for logs and the replay timeline); built-ins in brackets."""
     all_texts = load_texts(prompts_dir)
     words = []
