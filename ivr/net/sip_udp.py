@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from ivr.log import get_logger
 from ivr.sip.events import UAEvent
@@ -41,8 +41,8 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
     # -- asyncio.DatagramProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # a selector datagram transport is not a registered DatagramTransport subclass: cast
+        self._transport = cast(asyncio.DatagramTransport, transport)
         host, port = transport.get_extra_info("sockname")[:2]
         self.ua.set_local_addr((host, port))  # the real (maybe ephemeral) port goes into Via/Contact
 
