@@ -79,14 +79,34 @@ HUMS = ["mmmmmmmmmmmm", "ooooooooooooh", "aaaaaaaaaaah", "eeeeeeeeeeee", "hmmmmm
 EN_VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp", "en-gb-x-gbcwmd"]
 ES_VOICES = ["es", "es-419"]
 VARIANTS = [
-    "", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7",
-    "+klatt", "+klatt2", "+klatt3", "+klatt4", "+Annie", "+Andrea", "+Alicia", "+grandma", "+grandpa",
+    "",
+    "+f1",
+    "+f2",
+    "+f3",
+    "+f4",
+    "+f5",
+    "+m1",
+    "+m2",
+    "+m3",
+    "+m4",
+    "+m5",
+    "+m6",
+    "+m7",
+    "+klatt",
+    "+klatt2",
+    "+klatt3",
+    "+klatt4",
+    "+Annie",
+    "+Andrea",
+    "+Alicia",
+    "+grandma",
+    "+grandpa",
 ]
 
 
 def _digits(rng: random.Random, spanish: bool) -> str:
-    words_en = "zero one two three four five six seven eight nine".split()
-    words_es = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
+    words_en = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    words_es = ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"]
     words = words_es if spanish else words_en
     return " ".join(words[rng.randrange(10)] for _ in range(rng.randint(4, 12)))
 

@@ -134,9 +134,7 @@ class DtmfBank:
         self._origin_ms[row] = now_ms
         self._runs.pop(row, None)
 
-    def _windows(
-        self, coeffs: npt.NDArray[np.complex128], energy: npt.NDArray[np.float64]
-    ) -> _WindowResult:
+    def _windows(self, coeffs: npt.NDArray[np.complex128], energy: npt.NDArray[np.float64]) -> _WindowResult:
         cfg = self.config
         # Blocks a (earlier) and b (later) of the two windows ending in this frame's blocks.
         xa = np.stack([self._prev_coeffs, coeffs[:, 0]], axis=1)

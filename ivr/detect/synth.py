@@ -69,7 +69,8 @@ def dtmf(
 
 def white_noise(duration_ms: float, level_dbm0: float, rng: np.random.Generator) -> Samples:
     """Gaussian white noise with total power ``level_dbm0``."""
-    return rng.standard_normal(ms_to_samples(duration_ms)) * np.sqrt(dbm0_to_power(level_dbm0))
+    noise = rng.standard_normal(ms_to_samples(duration_ms)) * np.sqrt(dbm0_to_power(level_dbm0))
+    return np.asarray(noise, dtype=np.float64)
 
 
 def power(samples: Samples) -> float:
@@ -82,7 +83,9 @@ def to_pcm16(samples: Samples) -> npt.NDArray[np.int16]:
 
 def to_frames(samples: npt.NDArray[np.int16] | Samples) -> npt.NDArray[np.int16]:
     """Pad to whole 20 ms frames and reshape to (frames, 160) int16."""
-    pcm = samples if samples.dtype == np.int16 else to_pcm16(samples.astype(np.float64))
+    pcm: npt.NDArray[np.int16] = (
+        samples.astype(np.int16) if samples.dtype == np.int16 else to_pcm16(samples.astype(np.float64))
+    )
     pad = (-len(pcm)) % FRAME_SAMPLES
     if pad:
         pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)])
