@@ -409,9 +409,13 @@ def parse_dialplan(data: Mapping[str, Any], source: str, *, as_of: dt.date | Non
     tariff = _tariff(root)
     cap = None
     if as_of is not None:
-        from ledger.ratecaps import rate_cap
+        from ledger.ratecaps import NoCapError, rate_cap
 
-        cap = rate_cap(facility.type, facility.population, as_of)
+        at = dt.datetime(as_of.year, as_of.month, as_of.day, 12, tzinfo=dt.UTC)
+        try:
+            cap = rate_cap(facility.type, facility.population, at)
+        except NoCapError:
+            cap = None
         if cap is not None and tariff.rate_minor_per_min > cap:
             raise InputError(
                 f"rate {tariff.rate_minor_per_min} cents/min exceeds the REG-1 cap of {cap} cents/min for a "

@@ -37,23 +37,32 @@ COMMAND_TYPES: dict[str, type[Any]] = {
 }
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(value: Any) -> JsonValue:
     if isinstance(value, enum.Enum):
         return _plain(value.value)
+    if isinstance(value, _SCALARS):
+        return value  # type: ignore[no-any-return]
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
     raise TypeError(f"not JSON-ready: {value!r}")
 
 
 def to_dict(obj: Any, tag: str) -> dict[str, JsonValue]:
     """A dataclass instance as ``{tag: ClassName, field: value, ...}``."""
-    out: dict[str, JsonValue] = {tag: type(obj).__name__}
-    for f in dataclasses.fields(obj):
-        out[f.name] = _plain(getattr(obj, f.name))
+    cls = type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(obj))
+    out: dict[str, JsonValue] = {tag: cls.__name__}
+    for name in names:
+        value = getattr(obj, name)
+        out[name] = value if type(value) in _SCALARS else _plain(value)
     return out
 
 

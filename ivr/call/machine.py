@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -77,6 +77,7 @@ class CallMachine:
         self.name_clip = False
         self.limit_s: int | None = None
         self._t0: float | None = None
+        self._base = 0.0
         self._now = 0.0
         self._deadlines: dict[str, float] = {}
         self._legs_up: set[Leg] = set()
@@ -117,6 +118,7 @@ class CallMachine:
         self.reason: str | None = None
         self.decision: dict[str, JsonValue] | None = None
         self.record: dict[str, Any] | None = None
+        self.errors: list[dict[str, JsonValue]] = []
 
     # ---------------------------------------------------------------- public API
 
@@ -125,7 +127,7 @@ class CallMachine:
         self._out = []
         self._now = now
         if self._t0 is None and isinstance(event, ev.CallStarted):
-            self._t0 = now
+            self._t0 = self._base = now
         if isinstance(event, ev.TimerFired):
             self._note_in(event)
             self._fire_due(now)
@@ -156,9 +158,9 @@ class CallMachine:
 
     # ---------------------------------------------------------------- plumbing
 
-    def _ms(self, t: float | None = None) -> int:
-        base = self._t0 if self._t0 is not None else 0.0
-        return int(round(((self._now if t is None else t) - base) * 1000))
+    def _ms(self) -> int:
+        """Milliseconds since the facility's INVITE at the time being handled."""
+        return round((self._now - self._base) * 1000)
 
     def _note_in(self, event: ev.Event) -> None:
         entry: dict[str, JsonValue] = {"t_ms": self._ms()}
@@ -186,8 +188,9 @@ class CallMachine:
         if new is not old and new not in NEXT[old]:
             raise AssertionError(f"transition {old.value} -> {new.value} is not in the table")
         self.state = new
-        self._timeline.append({"t_ms": self._ms(), "state": new.value, "from": old.value, "why": why})
-        log.info("state", call_id=self.call_id, old=old.value, new=new.value, why=why, t_ms=self._ms())
+        t_ms = self._ms()
+        self._timeline.append({"t_ms": t_ms, "state": new.value, "from": old.value, "why": why})
+        log.info("state", call_id=self.call_id, old=old.value, new=new.value, why=why, t_ms=t_ms)
 
     def _fire_due(self, now: float) -> None:
         while self.state is not S.ENDED and self._deadlines:
@@ -272,6 +275,7 @@ class CallMachine:
     def _fail(self, why: str) -> None:
         """A protocol breach: end safely, charge nothing (void any hold), record why."""
         log.warning("protocol_error", call_id=self.call_id, state=self.state.value, why=why)
+        self.errors.append({"t_ms": self._ms(), "state": self.state.value, "error": why})
         self._decide(Outcome.FAILED, SYS_PROTOCOL, "state machine", {"error": why, "state": self.state.value})
         if self.state is S.CONNECTED:
             self._emit(cmd.Unbridge())
@@ -401,7 +405,7 @@ class CallMachine:
             self._decide(Outcome.FAILED, "DIS-MEDIA", "rtp", dict(event.evidence), event.leg)
             self._end("media timeout before the conversation")
 
-    _WATCH: dict[type, tuple[str, str, str]] = {
+    _WATCH: ClassVar[dict[type, tuple[str, str, str]]] = {
         ev.HoldDetected: ("hold", "DIS-HOLD", "sip re-INVITE"),
         ev.TransferRequested: ("hold", "DIS-HOLD", "sip REFER"),
         ev.HookflashDetected: ("three_way", "DIS-3WAY", "hookflash detector"),
@@ -440,7 +444,9 @@ class CallMachine:
         self._note("ignored", why="trunk answer after the call was decided")
 
     def on_late_ledger(self, event: ev.LedgerAnswer) -> None:
-        if event.authorized:
+        if event.authorized and event.hold_id is not None and event.hold_id == self.hold_id:
+            self._note("ignored", why="the same hold answered twice")
+        elif event.authorized:
             # A hold that arrived after the call was decided is released at once (ACT-3).
             self._emit(cmd.VoidReservation(self.call_id, event.hold_id, "hold arrived after the call ended"))
         else:
@@ -566,10 +572,8 @@ class CallMachine:
 
     def _restricted(self, reason: str, source: str, evidence: Evidence) -> None:
         self._decide(Outcome.RESTRICTED, reason, source, evidence)
-        legs = {F: [("blocked", {"reason": reason})]}
-        if C in self._legs_up:
-            legs[C] = [("blocked", {"reason": reason})]
-        self._close(dict(legs), f"refused: {reason}")
+        final: list[tuple[str, dict[str, JsonValue]]] = [("blocked", {"reason": reason})]
+        self._close({F: final, C: final}, f"refused: {reason}")
 
     def on_call_checked(self, event: ev.CallChecked) -> None:
         self._clear_deadlines("ledger")
@@ -800,7 +804,7 @@ class CallMachine:
     def _silence_evidence(self) -> Evidence:
         policy = self.plan.policies.silence
         since = max(self._silent_since.values()) if self._silent_since else self._now
-        return {"silent_ms": int(round((self._now - since) * 1000)), "warn_after_s": policy.warn_after_s,
+        return {"silent_ms": round((self._now - since) * 1000), "warn_after_s": policy.warn_after_s,
                 "disconnect_after_s": policy.disconnect_after_s}
 
     def _deadline_silence_warn(self, name: str) -> None:

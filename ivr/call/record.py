@@ -76,6 +76,7 @@ def build_record(m: CallMachine) -> dict[str, Any]:
         "system_drop": m.system_drop,
         "credited": m.credited,
         "cost": _cost(m),
+        "errors": list(m.errors),
         "detections": list(m._detections),
         "warnings": list(m._warnings),
         "recorded": m.call_type != "privileged",
