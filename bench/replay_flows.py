@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ivr.log import configure  # noqa: E402
-from ivr.replay import find_flows, load_flow, run_flow  # noqa: E402
+from ivr.log import configure
+from ivr.replay import find_flows, load_flow, run_flow
 
 
 def main() -> int:
