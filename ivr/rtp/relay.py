@@ -1,0 +1,115 @@
+"""Media relay between the two legs after acceptance (bridging). Sans-I/O, one object per direction.
+
+A packet received on one leg becomes a packet on the other leg's outgoing stream:
+
+* the SSRC is the outgoing stream's (each leg sees one stream from us for the whole call);
+* sequence numbers and timestamps are the incoming ones plus an offset fixed when relaying starts
+  (or when the incoming SSRC changes, or our own paced sender spoke in between), chosen so that the
+  outgoing stream continues where it was: gaps (loss, silence suppression) and reordering pass
+  through unchanged, so the far end's jitter buffer and loss statistics stay truthful
+  (RFC 3550 section 7.2 on translators, RFC 7667 section 3.2.1.3 on media-switching middleboxes);
+* the marker bit is set on the first relayed packet after each re-anchoring (a new talkspurt for
+  the receiver, RFC 3551 section 4.1);
+* when both legs use the same G.711 law the payload is copied untouched; otherwise it is converted
+  through the 256-entry tables of :mod:`ivr.rtp.g711` (payload size unchanged, timestamps unchanged);
+* RFC 4733 telephone-events are passed with the outgoing leg's payload type, or dropped when that
+  leg did not negotiate telephone-event. Any other payload type (comfort noise, an unexpected
+  codec) is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr.rtp.g711 import Codec, transcode
+from ivr.rtp.packet import MAX_SEQ, MAX_TIMESTAMP, RtpPacket
+from ivr.rtp.session import RtpSender
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStats:
+    relayed: int
+    transcoded: int
+    dropped_payload_type: int
+    reanchors: int
+
+
+class MediaRelay:
+    """One direction of a bridge: packets from the source leg -> packets for ``out``'s leg."""
+
+    def __init__(
+        self,
+        out: RtpSender,
+        *,
+        source_codec: Codec,
+        source_event_pt: int | None,
+    ) -> None:
+        self.out = out
+        self.source_codec = source_codec
+        self.source_event_pt = source_event_pt
+        self._in_ssrc: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._expected_next_seq: int | None = None
+        self._marker_next = False
+        self._relayed = 0
+        self._transcoded = 0
+        self._dropped = 0
+        self._reanchors = 0
+
+    @property
+    def passthrough(self) -> bool:
+        """True when audio is relayed without re-encoding (same codec on both legs)."""
+        return self.source_codec is self.out.codec
+
+    def relay(self, packet: RtpPacket, now: float) -> RtpPacket | None:
+        """The packet to send on the other leg, or None when it is not relayed.
+
+        Stops the outgoing leg's paced sender (a leg hears either prompts or the other party).
+        """
+        if packet.payload_type == self.source_event_pt and self.source_event_pt is not None:
+            if self.out.telephone_event_pt is None:
+                self._dropped += 1
+                return None
+            payload_type = self.out.telephone_event_pt
+            payload = packet.payload
+        elif packet.payload_type == self.source_codec.payload_type:
+            payload_type = self.out.codec.payload_type
+            payload = transcode(packet.payload, self.source_codec, self.out.codec)
+            if not self.passthrough:
+                self._transcoded += 1
+        else:
+            self._dropped += 1
+            return None
+        if self.out.running:
+            self.out.stop()
+        if (
+            packet.ssrc != self._in_ssrc
+            or self._expected_next_seq is None
+            or self.out.next_sequence != self._expected_next_seq
+        ):
+            self._reanchor(packet, now)
+        marker = packet.marker or self._marker_next
+        self._marker_next = False
+        relayed = RtpPacket(
+            payload_type=payload_type,
+            sequence=(packet.sequence + self._seq_offset) % MAX_SEQ,
+            timestamp=(packet.timestamp + self._ts_offset) % MAX_TIMESTAMP,
+            ssrc=self.out.ssrc,
+            payload=payload,
+            marker=marker,
+        )
+        self.out.note_relayed(relayed, now)
+        self._expected_next_seq = self.out.next_sequence
+        self._relayed += 1
+        return relayed
+
+    def _reanchor(self, packet: RtpPacket, now: float) -> None:
+        self._in_ssrc = packet.ssrc
+        self._seq_offset = (self.out.next_sequence - packet.sequence) % MAX_SEQ
+        self._ts_offset = (self.out.next_timestamp(now) - packet.timestamp) % MAX_TIMESTAMP
+        self._marker_next = True
+        self._reanchors += 1
+
+    def stats(self) -> RelayStats:
+        return RelayStats(self._relayed, self._transcoded, self._dropped, self._reanchors)
