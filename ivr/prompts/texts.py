@@ -37,6 +37,7 @@ else is refused at load with the file and the key.
 from __future__ import annotations
 
 import enum
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -368,8 +369,9 @@ def _load_cached(prompts_dir: str, stamps: tuple[tuple[int, int], ...]) -> Mappi
 
 
 def default_prompts_dir() -> Path:
-    """``prompts/`` at the top of the source tree (the package is installed editable)."""
-    return Path(__file__).resolve().parents[2] / "prompts"
+    """``$IVR_PROMPTS_DIR`` if set, else ``prompts/`` at the top of the source tree (editable install)."""
+    override = os.environ.get("IVR_PROMPTS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "prompts"
 
 
 def load_texts(prompts_dir: Path | None = None) -> Mapping[str, Texts]:

@@ -321,3 +321,11 @@ def test_cli_say_writes_the_prompt(tmp_path: Path, capsys: pytest.CaptureFixture
     assert frames == render("blocked", "es", {"reason": "BLK-FUNDS"}).pcm.size
     assert "blocked.BLK-FUNDS" in capsys.readouterr().out
     assert main(["prompts", "say", "blocked", "-o", str(out)]) == 2  # missing variable: bad input
+
+
+def test_prompts_dir_can_be_set_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IVR_PROMPTS_DIR points an installed engine at its prompts folder."""
+    prompts_dir = _copy_prompts(tmp_path, "en", {'goodbye = "Goodbye."': 'goodbye = "Bye now."'})
+    monkeypatch.setenv("IVR_PROMPTS_DIR", str(prompts_dir))
+    assert default_prompts_dir() == prompts_dir
+    assert text_for("goodbye", "en", {}) == "Bye now."
