@@ -22,9 +22,7 @@ BLK_CARRIER = "BLK-CARRIER"
 BLK_NEWNUM = "BLK-NEWNUM"
 BLK_SPEND = "BLK-SPEND"
 BLK_FUNDS = "BLK-FUNDS"
-REFUSAL_REASONS: frozenset[str] = frozenset(
-    {BLK_PARTY, BLK_FACILITY, BLK_CARRIER, BLK_NEWNUM, BLK_SPEND, BLK_FUNDS}
-)
+REFUSAL_REASONS: frozenset[str] = frozenset({BLK_PARTY, BLK_FACILITY, BLK_CARRIER, BLK_NEWNUM, BLK_SPEND, BLK_FUNDS})
 
 PaymentKind = Literal["prepaid", "collect"]
 
@@ -108,9 +106,7 @@ class LedgerPort(Protocol):
         """At acceptance: re-check and place the pending hold, atomically."""
         ...
 
-    def settle(
-        self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime
-    ) -> Settlement:
+    def settle(self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime) -> Settlement:
         """At the end: post ``rate_call(billed_seconds)``, release the rest, apply ACT-4."""
         ...
 

@@ -267,10 +267,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
         for n in notices
         if n["days_before"]
     ]
-    lines += [
-        f"expired: {e['account_id']} forfeited {rules.format_minor(int(e['forfeited_minor']))}"
-        for e in expired
-    ]
+    lines += [f"expired: {e['account_id']} forfeited {rules.format_minor(int(e['forfeited_minor']))}" for e in expired]
     _emit(args, {"notices": notices, "expired": expired}, "\n".join(lines) or "nothing to do")
     return 0
 
@@ -325,23 +322,15 @@ def cmd_spend_limit(args: argparse.Namespace) -> int:
 def _common() -> argparse.ArgumentParser:
     # SUPPRESS: an option given before the subcommand is not reset by the subcommand's default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db", default=argparse.SUPPRESS, help="database URL (default sqlite:///ivr.db, env IVR_DB)"
-    )
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
-    )
-    common.add_argument(
-        "--now", default=argparse.SUPPRESS, help="the time to act at (YYYY-MM-DD or ISO), UTC"
-    )
+    common.add_argument("--db", default=argparse.SUPPRESS, help="database URL (default sqlite:///ivr.db, env IVR_DB)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--now", default=argparse.SUPPRESS, help="the time to act at (YYYY-MM-DD or ISO), UTC")
     return common
 
 
 def register(subparsers: Any) -> None:
     common = _common()
-    ledger = subparsers.add_parser(
-        "ledger", parents=[common], help="prepaid and collect accounts, money, blocks"
-    )
+    ledger = subparsers.add_parser("ledger", parents=[common], help="prepaid and collect accounts, money, blocks")
     sub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND")
     sub.required = True
 

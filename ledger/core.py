@@ -173,8 +173,7 @@ class LedgerCore:
 
     def _snapshot(self, tx: Tx, facts: CallFacts, at: datetime, lock: bool) -> rules.Snapshot:
         blocks = rules.active_blocks(
-            rules.BlockRow(r.kind, r.facility_id, r.action)
-            for r in tx.find(BlockRecord, number=facts.called_number)
+            rules.BlockRow(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=facts.called_number)
         )
         account_id = tx.account_for_number(facts.called_number)
         if account_id is not None:
@@ -276,9 +275,7 @@ class LedgerCore:
             tx.insert(call)
             return _authorized_of(call)
 
-    def settle(
-        self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime
-    ) -> Settlement:
+    def settle(self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime) -> Settlement:
         return self._retry(lambda: self._settle(call_id, billed_seconds, end_reason, system_drop, at))
 
     def _settle(
@@ -291,13 +288,9 @@ class LedgerCore:
                 return _settlement_of(call)
             if call.status == "voided":
                 # The sweeper released it (the engine was gone too long): the family is not charged.
-                return Settlement(
-                    rules.hold_transfer_id(call_id), 0, 0, 0, 0, (), "hold voided before settle"
-                )
+                return Settlement(rules.hold_transfer_id(call_id), 0, 0, 0, 0, (), "hold voided before settle")
             tariff = tariff_from_json(call.tariff_json)
-            amounts = rules.settle_amounts(
-                billed_seconds, call.allowed_seconds, call.hold_minor, tariff, system_drop
-            )
+            amounts = rules.settle_amounts(billed_seconds, call.allowed_seconds, call.hold_minor, tariff, system_drop)
             tx.apply_balance(
                 call.account_id,
                 debits_pending=-call.hold_minor,
@@ -476,9 +469,7 @@ class LedgerCore:
                 raise InputError("lifting a new-number restriction needs the date the holder got the number")
             if number_since > rules.utc(at).date():
                 raise InputError(f"the number cannot have been received in the future ({number_since})")
-            return self.lift_block(
-                number, None, kind, "holder confirmed the date", who, at, number_since.isoformat()
-            )
+            return self.lift_block(number, None, kind, "holder confirmed the date", who, at, number_since.isoformat())
         if kind != BLK_CARRIER:
             raise InputError(f"restrictions are {BLK_CARRIER} or {BLK_NEWNUM}, not {kind!r}")
         return self.lift_block(number, None, kind, "carrier lifted the collect restriction", who, at)
@@ -614,9 +605,7 @@ class LedgerCore:
             raise InputError("a deposit must be a positive amount")
         if method not in rules.DEPOSIT_METHODS:
             raise InputError(f"method must be one of {', '.join(rules.DEPOSIT_METHODS)}")
-        if card_last4 is not None and not (
-            method == "card" and len(card_last4) == 4 and card_last4.isdigit()
-        ):
+        if card_last4 is not None and not (method == "card" and len(card_last4) == 4 and card_last4.isdigit()):
             raise InputError("--card-last4 takes 4 digits and only with --method card")
         at = rules.utc(at)
         transfer_id = f"deposit/{uuid.uuid4().hex}"
@@ -652,9 +641,7 @@ class LedgerCore:
             if account is None or account.kind == "system":
                 raise InputError(f"unknown account {account_id!r}")
             numbers = tuple(n.number for n in tx.find(NumberRow, account_id=account_id) if n.active)
-        expiry = (
-            rules.expires_at(account.last_activity_at, account.state) if account.kind == "prepaid" else None
-        )
+        expiry = rules.expires_at(account.last_activity_at, account.state) if account.kind == "prepaid" else None
         return Balance(
             account.id,
             account.kind,
@@ -666,6 +653,11 @@ class LedgerCore:
             expiry,
             numbers or ((account.billing_number,) if account.billing_number else ()),
         )
+
+    def calls_owner(self, number: str) -> str | None:
+        """The active prepaid account a number belongs to (ACT-1), if any."""
+        with self.store.read() as tx:
+            return tx.account_for_number(number)
 
     def calls(self, account_id: str) -> list[CallRow]:
         with self.store.read() as tx:
@@ -703,9 +695,7 @@ class LedgerCore:
             if not ok:
                 raise InputError("the balance changed; try again")
             tx.insert(
-                TransferRow(
-                    transfer_id, account_id, rules.refund_account(method), amount, "single", "refund", at
-                )
+                TransferRow(transfer_id, account_id, rules.refund_account(method), amount, "single", "refund", at)
             )
             row = RefundRow(None, account_id, amount, method, destination, status, transfer_id, at)
             tx.insert(row)
@@ -753,9 +743,7 @@ class LedgerCore:
                     notices.append(notice)
                     expired.append((current.id, forfeited))
                     continue
-                sent = [
-                    n.days_before for n in tx.find(NoticeRow, account_id=current.id) if n.expires_at == expiry
-                ]
+                sent = [n.days_before for n in tx.find(NoticeRow, account_id=current.id) if n.expires_at == expiry]
                 for days in rules.notices_due(expiry, now, sent):
                     notice = NoticeRow(None, current.id, days, expiry, now)
                     tx.insert(notice)
@@ -797,9 +785,7 @@ class LedgerCore:
             if t.kind == "deposit":
                 dep = deposits.get(t.id)
                 pm = methods.get(dep.payment_method_id) if dep and dep.payment_method_id else None
-                lines.append(
-                    InvoiceLine(t.at, "deposit", f"deposit ({pm.label if pm else 'deposit'})", effect(t))
-                )
+                lines.append(InvoiceLine(t.at, "deposit", f"deposit ({pm.label if pm else 'deposit'})", effect(t)))
             elif t.kind == "refund":
                 ref = refunds.get(t.id)
                 desc = f"refund to {ref.destination} ({ref.status})" if ref else "refund"
@@ -831,9 +817,7 @@ class LedgerCore:
                         )
                     )
                 else:
-                    lines.append(
-                        InvoiceLine(call.ended_at, line.kind, line.name, -line.amount_minor, **common)
-                    )
+                    lines.append(InvoiceLine(call.ended_at, line.kind, line.name, -line.amount_minor, **common))
             if call.billed_seconds == 0:
                 lines.append(
                     InvoiceLine(
@@ -931,14 +915,10 @@ class LedgerCore:
             res = resolutions.get(hold, [])
             expected = {"held": [], "settled": ["post"], "voided": ["void"]}[call.status]
             if [r.phase for r in res] != expected:
-                problems.append(
-                    f"call {call.call_id}: status {call.status} but resolutions {[r.phase for r in res]}"
-                )
+                problems.append(f"call {call.call_id}: status {call.status} but resolutions {[r.phase for r in res]}")
             posts = [r for r in res if r.phase == "post"]
             if posts and posts[0].amount_minor != call.posted_minor:
-                problems.append(
-                    f"call {call.call_id}: posted {posts[0].amount_minor} != recorded {call.posted_minor}"
-                )
+                problems.append(f"call {call.call_id}: posted {posts[0].amount_minor} != recorded {call.posted_minor}")
         return problems
 
 

@@ -30,9 +30,7 @@ class _MemoryTx:
         return row
 
     def find(self, table: type[R], **eq: Any) -> list[R]:
-        rows: list[R] = [
-            row for row in self.tables[table].values() if all(getattr(row, k) == v for k, v in eq.items())
-        ]
+        rows: list[R] = [row for row in self.tables[table].values() if all(getattr(row, k) == v for k, v in eq.items())]
         return rows
 
     def insert(self, row: Row) -> None:

@@ -67,9 +67,7 @@ def rate_cap(facility_type: str, population: int, at: datetime, caps: tuple[CapR
     for row in caps:
         if row.facility_type != facility_type or row.effective_from > at:
             continue
-        if population < row.population_min or (
-            row.population_max is not None and population > row.population_max
-        ):
+        if population < row.population_min or (row.population_max is not None and population > row.population_max):
             continue
         if best is None or row.effective_from > best.effective_from:
             best = row

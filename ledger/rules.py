@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from ivr.rating import CostLine, Tariff, max_cost_minor, rate_call, seconds_covered
 from ledger.api import (
@@ -50,20 +50,20 @@ def is_e164(number: str) -> bool:
     return bool(_E164.match(number))
 
 
+_DOLLARS = re.compile(r"^\d{1,9}(\.\d{1,2})?$")  # at most $999,999,999.99: fits any column, no exponents
+
+
 def parse_dollars(text: str) -> int:
     """``"10.00"`` -> 1000 minor units. Raises ValueError for anything but a positive amount in cents."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r} (write dollars like 10.00)") from None
-    if not value.is_finite():
-        raise ValueError(f"not an amount: {text!r}")
-    if value <= 0:
+    candidate = text.strip()
+    if not _DOLLARS.match(candidate):
+        if candidate.startswith("-"):
+            raise ValueError(f"amount must be positive: {text!r}")
+        raise ValueError(f"not an amount: {text!r} (write dollars like 10.00)")
+    cents = int(Decimal(candidate) * 100)
+    if cents <= 0:
         raise ValueError(f"amount must be positive: {text!r}")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise ValueError(f"amount has fractions of a cent: {text!r}")
-    return int(cents)
+    return cents
 
 
 def format_minor(amount_minor: int) -> str:

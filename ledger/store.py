@@ -158,15 +158,7 @@ class NoticeRow:
 
 
 Row = (
-    AccountRow
-    | NumberRow
-    | CallRow
-    | TransferRow
-    | BlockRecord
-    | PaymentMethodRow
-    | DepositRow
-    | RefundRow
-    | NoticeRow
+    AccountRow | NumberRow | CallRow | TransferRow | BlockRecord | PaymentMethodRow | DepositRow | RefundRow | NoticeRow
 )
 R = TypeVar(
     "R",
