@@ -218,7 +218,7 @@ class DigestVerifier:
             return False, False
         username = p.get("username", "")
         nonce = p.get("nonce", "")
-        issued, dot, sig = nonce.partition(".")
+        issued, dot, sig = nonce.rpartition(".")
         password = self._passwords.get(username)
         if password is None or p.get("realm") != self.realm or not dot:
             return False, False
