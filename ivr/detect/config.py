@@ -40,9 +40,9 @@ class DtmfConfig:
     max_normal_twist_db: float = 9.5
     max_reverse_twist_db: float = 5.5
     # Q.24: accept +-1.5 %, reject beyond +-3.5 %: the frequency is measured, the limit sits between.
-    max_frequency_deviation_pct: float = 2.5
+    max_frequency_deviation_pct: float = 2.0
     # Power in the two tones over the power of everything else in the window (talk-off guard).
-    min_tone_to_rest_db: float = 6.0
+    min_tone_to_rest_db: float = 8.0
     # Second harmonic of each tone must stay this far below it (speech is rich in harmonics).
     min_harmonic_rejection_db: float = 8.0
     # Q.24: accept tones of 40 ms or more, reject 23 ms or less; the measured duration must reach this.
