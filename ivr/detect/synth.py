@@ -90,3 +90,63 @@ def to_frames(samples: npt.NDArray[np.int16] | Samples) -> npt.NDArray[np.int16]
     if pad:
         pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)])
     return pcm.reshape(-1, FRAME_SAMPLES)
+
+
+def _note(freq_hz: float, duration_ms: float, level_dbm0: float, harmonics: int, vibrato_hz: float) -> Samples:
+    n = np.arange(ms_to_samples(duration_ms))
+    t = n / SAMPLE_RATE_HZ
+    phase = 2 * np.pi * freq_hz * t + (0.3 * np.sin(2 * np.pi * vibrato_hz * t) if vibrato_hz else 0.0)
+    out = np.zeros(len(n))
+    for k in range(1, harmonics + 1):
+        if freq_hz * k < SAMPLE_RATE_HZ / 2 - 200:
+            out += np.sin(k * phase) / k
+    # Attack, decay, release: instruments are not switched on and off like tones.
+    env = np.minimum(1.0, t / 0.02) * np.exp(-t * 1.5) * np.minimum(1.0, (t[-1] - t) / 0.03 + 1e-9)
+    return out * env * dbm0_to_peak(level_dbm0) / max(float(np.max(np.abs(out))), 1e-9)
+
+
+def music_like(seconds: float, rng: np.random.Generator) -> Samples:
+    """Music-like test material: harmonic chords, melodies with vibrato and harmonic sweeps.
+
+    Notes are equal-tempered (A4 = 440 Hz) with 3-8 harmonics, so a chord can put two partials near
+    a DTMF pair, as real music does.
+    """
+    out: list[Samples] = []
+    total = 0
+    while total < seconds * SAMPLE_RATE_HZ:
+        kind = rng.integers(3)
+        level = float(rng.uniform(-30, -8))
+        if kind == 0:  # chord
+            dur = float(rng.uniform(200, 1500))
+            notes = rng.integers(-24, 26, size=int(rng.integers(2, 5)))
+            piece = sum(
+                (_note(440.0 * 2 ** (int(m) / 12), dur, level, int(rng.integers(3, 9)), 0.0) for m in notes),
+                start=np.zeros(ms_to_samples(dur)),
+            )
+        elif kind == 1:  # melody
+            parts = []
+            for _ in range(int(rng.integers(4, 12))):
+                m = int(rng.integers(-12, 24))
+                parts.append(
+                    _note(440.0 * 2 ** (m / 12), float(rng.uniform(80, 400)), level, 5, float(rng.uniform(0, 6)))
+                )
+            piece = np.concatenate(parts)
+        else:  # harmonic sweep
+            dur = float(rng.uniform(300, 2000))
+            n = np.arange(ms_to_samples(dur))
+            f0, f1 = rng.uniform(150, 1200, size=2)
+            inst = f0 + (f1 - f0) * n / len(n)
+            phase = 2 * np.pi * np.cumsum(inst) / SAMPLE_RATE_HZ
+            piece = sum((np.sin(k * phase) / k for k in range(1, 5)), start=np.zeros(len(n)))
+            piece = piece * dbm0_to_peak(level) / max(float(np.max(np.abs(piece))), 1e-9)
+        out.append(np.asarray(piece, dtype=np.float64))
+        total += len(piece)
+    return np.concatenate(out)[: int(seconds * SAMPLE_RATE_HZ)]
+
+
+def click(duration_ms: float, level_dbm0: float, rng: np.random.Generator) -> Samples:
+    """A hook-switch click: a broadband burst with a fast decay, ``duration_ms`` long."""
+    n = ms_to_samples(duration_ms)
+    burst = rng.standard_normal(n) * np.exp(-np.arange(n) / max(n / 3.0, 1.0))
+    burst[0] += 3.0  # the switch transient
+    return np.asarray(burst * np.sqrt(dbm0_to_power(level_dbm0)) * 2.0, dtype=np.float64)
