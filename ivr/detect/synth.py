@@ -102,7 +102,8 @@ def _note(freq_hz: float, duration_ms: float, level_dbm0: float, harmonics: int,
             out += np.sin(k * phase) / k
     # Attack, decay, release: instruments are not switched on and off like tones.
     env = np.minimum(1.0, t / 0.02) * np.exp(-t * 1.5) * np.minimum(1.0, (t[-1] - t) / 0.03 + 1e-9)
-    return out * env * dbm0_to_peak(level_dbm0) / max(float(np.max(np.abs(out))), 1e-9)
+    scaled = out * env * dbm0_to_peak(level_dbm0) / max(float(np.max(np.abs(out))), 1e-9)
+    return np.asarray(scaled, dtype=np.float64)
 
 
 def music_like(seconds: float, rng: np.random.Generator) -> Samples:
