@@ -84,11 +84,12 @@ _SPECS: tuple[PromptSpec, ...] = (
         (
             _choice("call_type", ("prepaid", "collect")),
             _choice("name", ("clip", "none")),  # ACC-1: "none" announces by facility only
-            Variable("facility_id", Kind.TEXT),
+            Variable("facility", Kind.TEXT),  # the dialplan's facility id: its recorded name is played
             Variable("facility_name", Kind.TEXT, required=False),  # fallback lookup when the id is unknown
             Variable("rate_minor_per_min", Kind.COUNT),
-            Variable("max_cost_minor", Kind.COUNT),
-            Variable("max_minutes", Kind.COUNT),
+            # The most the call can cost and for how long; both absent for an untimed call (REG-3, LIM-1).
+            Variable("max_cost_minor", Kind.COUNT, required=False),
+            Variable("max_minutes", Kind.COUNT, required=False),
             Variable("key_accept", Kind.KEY),
             Variable("key_refuse", Kind.KEY),
             Variable("key_block", Kind.KEY),

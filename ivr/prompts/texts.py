@@ -18,7 +18,7 @@ The file format (one file per language, written for a translator)
                    allowed value must have its segment; checked at load);
                  - ``"{var:kind}"``: speak a variable; kinds: ``money`` (minor units: "nine cents"),
                    ``seconds`` / ``minutes`` (a duration: "fifteen minutes"), ``number``, ``key``
-                   ("press *nine*"), ``facility`` (the facility id -> its name segment);
+                   ("press *nine*"), ``facility`` (a facility id -> its name segment);
                    ``{var}`` alone is ``key`` for a key variable and ``number`` for a count;
                  - ``"clip:name"``: the caller's recorded name (ACC-1); ``"tone:beep"``: a 1 kHz beep;
                  - a table ``{ if = "var", equals = "value", say = [...], else = [...], lang = "es" }``:
@@ -400,7 +400,7 @@ def _name_key(name: str) -> str:
 
 
 def _facility_segment(texts: Texts, all_texts: Mapping[str, Texts], values: Mapping[str, Value]) -> str:
-    facility_id = values.get("facility_id")
+    facility_id = values.get("facility")
     if f"{FACILITY_PREFIX}{facility_id}" in texts.segments:
         return f"{FACILITY_PREFIX}{facility_id}"
     name = values.get("facility_name")

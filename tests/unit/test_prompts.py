@@ -30,7 +30,7 @@ from ivr.prompts.texts import Pause
 ANNOUNCEMENT: dict[str, object] = {
     "call_type": "collect",
     "name": "clip",
-    "facility_id": "example-county-jail",
+    "facility": "example-county-jail",
     "rate_minor_per_min": 9,
     "max_cost_minor": 135,
     "max_minutes": 15,
@@ -156,13 +156,13 @@ def test_privileged_call_is_not_announced_as_monitored(language: str) -> None:
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ({"facility_id": "example-state-prison"}, "facility.example-state-prison"),
-        ({"facility_id": "north-ridge"}, "any_facility"),
+        ({"facility": "example-state-prison"}, "facility.example-state-prison"),
+        ({"facility": "north-ridge"}, "any_facility"),
         (
-            {"facility_id": "renamed", "facility_name": "Example  state prison"},
+            {"facility": "renamed", "facility_name": "Example  state prison"},
             "facility.example-state-prison",
         ),
-        ({"facility_id": "renamed", "facility_name": "Somewhere Else"}, "any_facility"),
+        ({"facility": "renamed", "facility_name": "Somewhere Else"}, "any_facility"),
     ],
 )
 def test_facility_name_segment(variables: dict[str, object], expected: str) -> None:
@@ -329,3 +329,17 @@ def test_prompts_dir_can_be_set_by_environment(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("IVR_PROMPTS_DIR", str(prompts_dir))
     assert default_prompts_dir() == prompts_dir
     assert text_for("goodbye", "en", {}) == "Bye now."
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_untimed_call_announces_the_rate_but_no_maximum(language: str) -> None:
+    """REG-3/LIM-1: without a time limit there is no "most it can cost"; the rate is still said."""
+    variables = {k: v for k, v in ANNOUNCEMENT.items() if k not in ("max_cost_minor", "max_minutes")}
+    ids = segments_for("announcement", language, variables)
+    assert "max_cost_intro" not in ids and "for_up_to" not in ids
+    assert (
+        ids[ids.index("rate_intro") + 1 : ids.index("per_minute")]
+        == segments_for("announcement", language, ANNOUNCEMENT)[ids.index("rate_intro") + 1 : ids.index("per_minute")]
+    )
+    with pytest.raises(ValueError, match="max_cost_minor"):
+        segments_for("announcement", language, {**variables, "max_minutes": 15})
