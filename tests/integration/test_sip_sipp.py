@@ -92,21 +92,20 @@ class SipApp:
     endpoint: SipUdpEndpoint | None = None
 
     def on_events(self, events: list[ev.UAEvent]) -> None:
+        # commands issued inside the sink are sent by the adapter right after it returns
         assert self.endpoint is not None
-        ep = self.endpoint
+        ua, now = self.endpoint.ua, self.endpoint.now()
         for e in events:
             self.events.append(e)
             if isinstance(e, ev.InviteReceived):
                 if self.answer_invites and e.sdp is not None:
-                    offer = e.sdp
-                    answer = build_answer(offer, "127.0.0.1", 40000, session_id=7)
-                    ep.command(lambda ua, now, cid=e.call_id, a=answer: ua.answer(cid, a, now))
+                    ua.answer(e.call_id, build_answer(e.sdp, "127.0.0.1", 40000, session_id=7), now)
                 else:
-                    ep.command(lambda ua, now, cid=e.call_id: ua.ringing(cid, now))
+                    ua.ringing(e.call_id, now)
             elif isinstance(e, ev.CallAnswered) and self.hang_up_after_answer:
-                ep.command(lambda ua, now, cid=e.call_id: ua.bye(cid, now))
+                ua.bye(e.call_id, now)
             elif isinstance(e, ev.CallRinging) and self.cancel_on_ringing:
-                ep.command(lambda ua, now, cid=e.call_id: ua.cancel(cid, now))
+                ua.cancel(e.call_id, now)
 
     def of(self, kind: type) -> list[ev.UAEvent]:
         return [e for e in self.events if isinstance(e, kind)]

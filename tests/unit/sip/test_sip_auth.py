@@ -18,11 +18,21 @@ from ivr.sip.auth import (
 
 def test_rfc2617_md5_qop_auth_known_answer() -> None:
     """RFC 2617 section 3.5: the Mufasa example yields 6629fae49393a05397450978507c4ef1."""
-    assert digest_response(
-        algorithm="MD5", username="Mufasa", realm="testrealm@host.com", password="Circle Of Life",
-        method="GET", uri="/dir/index.html", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth",
-        nc="00000001", cnonce="0a4f113b",
-    ) == "6629fae49393a05397450978507c4ef1"
+    assert (
+        digest_response(
+            algorithm="MD5",
+            username="Mufasa",
+            realm="testrealm@host.com",
+            password="Circle Of Life",
+            method="GET",
+            uri="/dir/index.html",
+            nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            qop="auth",
+            nc="00000001",
+            cnonce="0a4f113b",
+        )
+        == "6629fae49393a05397450978507c4ef1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -34,22 +44,32 @@ def test_rfc2617_md5_qop_auth_known_answer() -> None:
 )
 def test_rfc7616_section_3_9_1_known_answers(algorithm: str, expected: str) -> None:
     """RFC 7616 section 3.9.1 examples for MD5 and SHA-256."""
-    assert digest_response(
-        algorithm=algorithm, username="Mufasa", realm="http-auth@example.org", password="Circle of Life",
-        method="GET", uri="/dir/index.html", nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-        qop="auth", nc="00000001", cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-    ) == expected
+    assert (
+        digest_response(
+            algorithm=algorithm,
+            username="Mufasa",
+            realm="http-auth@example.org",
+            password="Circle of Life",
+            method="GET",
+            uri="/dir/index.html",
+            nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+            qop="auth",
+            nc="00000001",
+            cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        )
+        == expected
+    )
 
 
 def test_parse_challenge_reads_qop_opaque_stale() -> None:
     """Quoted values, qop list, opaque and stale are read; algorithm defaults to MD5."""
-    c = parse_challenge('Digest realm="atlanta.com", nonce="84a4cc6f", qop="auth,auth-int", '
-                        'opaque="5ccc", stale=TRUE')
+    c = parse_challenge('Digest realm="atlanta.com", nonce="84a4cc6f", qop="auth,auth-int", opaque="5ccc", stale=TRUE')
     assert c == Challenge("atlanta.com", "84a4cc6f", "MD5", ("auth", "auth-int"), "5ccc", True)
 
 
-@pytest.mark.parametrize("value", ['Basic realm="x"', 'Digest nonce="1"', 'Digest realm="r", nonce="n", algorithm=SHA-1',
-                                   "Digest garbage"])
+@pytest.mark.parametrize(
+    "value", ['Basic realm="x"', 'Digest nonce="1"', 'Digest realm="r", nonce="n", algorithm=SHA-1', "Digest garbage"]
+)
 def test_unusable_challenges_raise(value: str) -> None:
     """Other schemes, missing realm, unknown algorithms: AuthError."""
     with pytest.raises(AuthError):
@@ -58,16 +78,27 @@ def test_unusable_challenges_raise(value: str) -> None:
 
 def test_best_challenge_prefers_sha256() -> None:
     """RFC 8760 section 2.4: with MD5 and SHA-256 offered, answer SHA-256; skip unusable ones."""
-    c = best_challenge(['Digest realm="r", nonce="a", algorithm=MD5', 'Basic realm="r"',
-                        'Digest realm="r", nonce="b", algorithm=SHA-256'])
+    c = best_challenge(
+        [
+            'Digest realm="r", nonce="a", algorithm=MD5',
+            'Basic realm="r"',
+            'Digest realm="r", nonce="b", algorithm=SHA-256',
+        ]
+    )
     assert c is not None and c.algorithm == "SHA-256" and c.nonce == "b"
     assert best_challenge(['Basic realm="r"']) is None
 
 
 def test_authorization_header_carries_nc_cnonce_and_opaque() -> None:
     """The Authorization value names qop=auth, nc=00000001, the cnonce and echoes opaque."""
-    value = authorization(Challenge("r", "n", "SHA-256", ("auth",), "op"), username="u", password="p",
-                          method="INVITE", uri="sip:x@y", cnonce="abc")
+    value = authorization(
+        Challenge("r", "n", "SHA-256", ("auth",), "op"),
+        username="u",
+        password="p",
+        method="INVITE",
+        uri="sip:x@y",
+        cnonce="abc",
+    )
     p = parse_auth_params(value.removeprefix("Digest "))
     assert (p["qop"], p["nc"], p["cnonce"], p["opaque"], p["algorithm"]) == ("auth", "00000001", "abc", "op", "SHA-256")
 

@@ -151,14 +151,21 @@ def test_response_round_trip_and_reason_with_spaces() -> None:
         ("sip:alice@atlanta.com", "alice", "atlanta.com", None, ()),
         ("sip:alice:secretword@atlanta.com;transport=tcp", "alice", "atlanta.com", None, (("transport", "tcp"),)),
         ("sips:alice@atlanta.com?subject=project", "alice", "atlanta.com", None, ()),
-        ("sip:+1-212-555-1212:1234@gateway.com;user=phone", "+1-212-555-1212", "gateway.com", None, (("user", "phone"),)),
+        (
+            "sip:+1-212-555-1212:1234@gateway.com;user=phone",
+            "+1-212-555-1212",
+            "gateway.com",
+            None,
+            (("user", "phone"),),
+        ),
         ("sip:atlanta.com;method=REGISTER?to=alice", None, "atlanta.com", None, (("method", "REGISTER"),)),
         ("sip:alice@[2001:db8::10]:5070;lr", "alice", "[2001:db8::10]", 5070, (("lr", None),)),
         ("sip:127.0.0.1:5060", None, "127.0.0.1", 5060, ()),
     ],
 )
-def test_sip_uri_examples_of_section_19_1_3(text: str, user: str | None, host: str, port: int | None,
-                                           params: tuple[tuple[str, str | None], ...]) -> None:
+def test_sip_uri_examples_of_section_19_1_3(
+    text: str, user: str | None, host: str, port: int | None, params: tuple[tuple[str, str | None], ...]
+) -> None:
     """The URI examples of RFC 3261 section 19.1.3 parse into their parts and back."""
     uri = SipUri.parse(text)
     assert (uri.user, uri.host, uri.port, uri.params) == (user, host, port, params)
@@ -208,8 +215,9 @@ def test_headers_set_replaces_in_place() -> None:
 
 
 _token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~", min_size=1, max_size=12)
-_value = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=","),
-                 min_size=1, max_size=40)
+_value = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=","), min_size=1, max_size=40
+)
 
 
 @given(
@@ -221,14 +229,23 @@ _value = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, bla
     tag=_token,
     branch=_token,
     call_id=_token,
-    display=st.one_of(st.none(), st.text(alphabet="abc XYZ,\"\\;", max_size=10)),
-    extra=st.lists(st.tuples(st.sampled_from(["X-Inmate-Id", "Subject", "User-Agent", "X-Z"]), _value),
-                   max_size=5),
+    display=st.one_of(st.none(), st.text(alphabet='abc XYZ,"\\;', max_size=10)),
+    extra=st.lists(st.tuples(st.sampled_from(["X-Inmate-Id", "Subject", "User-Agent", "X-Z"]), _value), max_size=5),
     body=st.binary(max_size=200),
 )
-def test_request_round_trip(method: str, user: str, host: str, port: int | None, seq: int, tag: str,
-                            branch: str, call_id: str, display: str | None,
-                            extra: list[tuple[str, str]], body: bytes) -> None:
+def test_request_round_trip(
+    method: str,
+    user: str,
+    host: str,
+    port: int | None,
+    seq: int,
+    tag: str,
+    branch: str,
+    call_id: str,
+    display: str | None,
+    extra: list[tuple[str, str]],
+    body: bytes,
+) -> None:
     """Any well-formed request serializes and parses back to the same message."""
     uri = SipUri("sip", host, user, None, port)
     h = Headers()
@@ -242,8 +259,13 @@ def test_request_round_trip(method: str, user: str, host: str, port: int | None,
     req = Request(headers=h, method=method, uri=uri, body=body)
     back = parse_message(req.to_bytes())
     assert isinstance(back, Request)
-    assert (back.method, back.uri, back.cseq, back.call_id, back.body) == (method, uri, CSeq(seq, method), call_id,
-                                                                          body)
+    assert (back.method, back.uri, back.cseq, back.call_id, back.body) == (
+        method,
+        uri,
+        CSeq(seq, method),
+        call_id,
+        body,
+    )
     assert back.from_ == NameAddr(uri, display or None).with_tag(tag)
     assert [(n, v) for n, v in back.headers if n != "Content-Length"] == list(h)
     assert back.to_bytes() == req.to_bytes()

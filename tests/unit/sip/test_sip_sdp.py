@@ -56,8 +56,17 @@ def test_serialize_round_trip() -> None:
     assert parse_sdp(theirs.to_bytes()) == theirs
 
 
-@pytest.mark.parametrize("bad", [b"", b"v=1\r\n", b"v=0\r\no=x\r\n", b"v=0\r\nnot a line\r\n",
-                                 b"v=0\r\no=- 1 1 IN IP4 h\r\nm=audio x RTP/AVP 0\r\n", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"v=1\r\n",
+        b"v=0\r\no=x\r\n",
+        b"v=0\r\nnot a line\r\n",
+        b"v=0\r\no=- 1 1 IN IP4 h\r\nm=audio x RTP/AVP 0\r\n",
+        b"\xff\xfe",
+    ],
+)
 def test_unparseable_sdp_raises_400(bad: bytes) -> None:
     """Broken SDP raises SdpError with status 400."""
     with pytest.raises(SdpError) as info:
@@ -147,8 +156,9 @@ def test_negotiate_picks_first_answer_codec_we_offered() -> None:
     direction=st.sampled_from(list(Direction)),
     address=st.sampled_from(["10.0.0.1", "192.0.2.255", "::1"]),
 )
-def test_offer_round_trip_property(port: int, session_id: int, version: int, direction: Direction,
-                                   address: str) -> None:
+def test_offer_round_trip_property(
+    port: int, session_id: int, version: int, direction: Direction, address: str
+) -> None:
     """Any offer we build parses back equal, and the answer to it reverses its direction."""
     o = build_offer(address, port, session_id=session_id, session_version=version, direction=direction)
     assert parse_sdp(o.to_bytes()) == o
