@@ -1,0 +1,195 @@
+"""All the RTP state of one call leg, wired together: the object the engine holds per leg.
+
+Sans-I/O. The adapter (:class:`ivr.net.rtp_udp.RtpEndpoint`) hands every parsed packet to
+:meth:`MediaLeg.receive`; the engine's 20 ms tick calls :meth:`MediaLeg.pull_frame` and feeds the
+frame to the detectors; key reports from SIP INFO and from the in-band detector go through
+:meth:`MediaLeg.info_key` / :meth:`MediaLeg.inband_key`, so that the one :class:`KeyNormalizer`
+of the leg sees every source (ACC-5).
+
+Inside: :class:`RtpReceiver` (source filter, statistics, media timeout), :class:`JitterBuffer`
+(audio for the detectors), :class:`TelephoneEventReceiver` (RFC 4733), :class:`KeyNormalizer`,
+:class:`RtpSender` (prompts and RFC 4733 out, paced by the adapter) and, while bridged, a
+:class:`MediaRelay` towards the other leg. Detection keeps running while bridged (stray keys,
+three-way calling and silence are watched during the conversation).
+
+Telephone-events are *not* relayed between legs by default: keys are signals to the engine, and
+passing a called party's digits to the facility (or the reverse) would let a caller drive a
+far-end IVR during a monitored call. ``relay_events=True`` in :meth:`bridge_to` changes that.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ivr.rtp.g711 import Codec
+from ivr.rtp.jitter import JitterBuffer, PlayoutFrame
+from ivr.rtp.keys import KeyNormalizer, KeyPress
+from ivr.rtp.packet import RtpPacket
+from ivr.rtp.relay import MediaRelay
+from ivr.rtp.rfc4733 import FlashEvent, KeyEnded, KeyStarted, TelephoneEventReceiver
+from ivr.rtp.session import (
+    DEFAULT_TELEPHONE_EVENT_PT,
+    Address,
+    IdlePolicy,
+    MediaTimedOut,
+    RtpReceiver,
+    RtpSender,
+    Verdict,
+)
+from ivr.types import KeySource, Leg
+
+LegEvent = KeyPress | KeyEnded | FlashEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMedia:
+    """What offer/answer (RFC 3264) settled for this leg: where to send, which codec, and the
+    telephone-event payload type (None when the peer did not offer telephone-event/8000)."""
+
+    address: Address
+    codec: Codec
+    telephone_event_pt: int | None = DEFAULT_TELEPHONE_EVENT_PT
+
+
+def _event_types(remote: RemoteMedia) -> frozenset[int]:
+    pt = remote.telephone_event_pt
+    return frozenset() if pt is None else frozenset({pt})
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The result of one incoming packet."""
+
+    verdict: Verdict
+    events: tuple[LegEvent, ...] = ()
+    relay: tuple[RtpPacket, ...] = ()  # to send on the *other* leg (to ``other.destination``)
+
+
+class MediaLeg:
+    """RTP in and out for one leg of one call."""
+
+    def __init__(
+        self,
+        leg: Leg,
+        rng: random.Random,
+        now: float,
+        remote: RemoteMedia,
+        *,
+        latch: bool = False,
+        idle: IdlePolicy = IdlePolicy.SILENCE,
+        key_window_s: float = 0.2,
+        jitter: JitterBuffer | None = None,
+    ) -> None:
+        self.leg = leg
+        self.remote = remote
+        self.sender = RtpSender(remote.codec, rng, telephone_event_pt=remote.telephone_event_pt, idle=idle)
+        self.receiver = RtpReceiver(
+            now,
+            leg=leg,
+            latch=latch,
+            event_payload_types=_event_types(remote),
+        )
+        self.receiver.set_remote(remote.address)
+        self.jitter = jitter or JitterBuffer()
+        self.events = TelephoneEventReceiver()
+        self.keys = KeyNormalizer(leg, window_s=key_window_s)
+        self._relay: MediaRelay | None = None
+        self._relay_events = False
+        self.unknown_payload_types = 0
+
+    def update_remote(self, remote: RemoteMedia) -> None:
+        """A re-INVITE changed the peer's address, codec or event payload type."""
+        self.remote = remote
+        self.receiver.set_remote(remote.address)
+        self.receiver.event_payload_types = _event_types(remote)
+        self.sender.codec = remote.codec
+        self.sender.telephone_event_pt = remote.telephone_event_pt
+
+    @property
+    def destination(self) -> Address | None:
+        """Where this leg's RTP goes (the SDP address, or the latched source)."""
+        return self.receiver.destination
+
+    # -- receive ----------------------------------------------------------------------------
+
+    def receive(self, packet: RtpPacket, source: Address, now: float) -> Received:
+        """One parsed packet from the adapter."""
+        verdict = self.receiver.receive(packet, source, now)
+        if verdict is not Verdict.ACCEPTED:
+            return Received(verdict)
+        events: list[LegEvent] = []
+        relay: list[RtpPacket] = []
+        if packet.payload_type == self.remote.telephone_event_pt:
+            for output in self.events.receive(packet, now):
+                if isinstance(output, KeyStarted):
+                    press = self.keys.press(output.key, KeySource.RFC4733, now)
+                    if press is not None:
+                        events.append(press)
+                else:
+                    events.append(output)
+            if self._relay is not None and self._relay_events:
+                relayed = self._relay.relay(packet, now)
+                if relayed is not None:
+                    relay.append(relayed)
+            return Received(verdict, tuple(events), tuple(relay))
+        codec = Codec.from_payload_type(packet.payload_type)
+        if codec is None:
+            self.unknown_payload_types += 1
+            return Received(verdict)
+        # Decode by the packet's own payload type: a peer may switch between the offered laws.
+        self.jitter.push(packet.timestamp, codec.decode(packet.payload), now)
+        if self._relay is not None:
+            if codec is not self._relay.source_codec:
+                self._relay.source_codec = codec
+            relayed = self._relay.relay(packet, now)
+            if relayed is not None:
+                relay.append(relayed)
+        return Received(verdict, (), tuple(relay))
+
+    def pull_frame(self, now: float) -> PlayoutFrame:
+        """This tick's 20 ms of received audio for the detectors (call once per 20 ms)."""
+        return self.jitter.pull(now)
+
+    def inband_key(self, key: str, now: float) -> KeyPress | None:
+        """The in-band DTMF detector confirmed ``key``: a new press, or None for a duplicate."""
+        return self.keys.press(key, KeySource.INBAND, now)
+
+    def info_key(self, key: str, now: float) -> KeyPress | None:
+        """A SIP INFO (application/dtmf-relay or application/dtmf) carried ``key``."""
+        return self.keys.press(key, KeySource.INFO, now)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The next time :meth:`handle_timer` has work (an RFC 4733 event whose end was lost)."""
+        return self.events.next_deadline()
+
+    def handle_timer(self, now: float) -> list[LegEvent]:
+        return [e for e in self.events.handle_timer(now) if not isinstance(e, KeyStarted)]
+
+    def media_timeout(self, now: float, timeout_s: float) -> MediaTimedOut | None:
+        """DIS-MEDIA for this leg (see :meth:`RtpReceiver.timed_out`)."""
+        return self.receiver.timed_out(now, timeout_s)
+
+    # -- bridge -----------------------------------------------------------------------------
+
+    def bridge_to(self, other: MediaLeg, *, relay_events: bool = False) -> None:
+        """Relay this leg's incoming audio to ``other``'s outgoing stream (call on both legs for
+        a two-way bridge). The adapter must stop ``other``'s paced sending (relaying stops the
+        sender's grid itself on the first packet)."""
+        self._relay = MediaRelay(
+            other.sender, source_codec=self.remote.codec, source_event_pt=self.remote.telephone_event_pt
+        )
+        self._relay_events = relay_events
+
+    def unbridge(self) -> None:
+        self._relay = None
+
+    @property
+    def bridged(self) -> bool:
+        return self._relay is not None
+
+    @property
+    def relay(self) -> MediaRelay | None:
+        return self._relay

@@ -1,0 +1,100 @@
+"""MediaLeg: packets in -> normalized keys, detector frames, relay packets; timers; timeout."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from ivr.rtp.g711 import Codec
+from ivr.rtp.jitter import FrameKind
+from ivr.rtp.keys import KeyPress
+from ivr.rtp.leg import MediaLeg, RemoteMedia
+from ivr.rtp.packet import RtpPacket
+from ivr.rtp.rfc4733 import KeyEnded, TelephoneEventPayload
+from ivr.rtp.session import Verdict
+from ivr.types import KeySource, Leg
+
+FAC = ("127.0.0.1", 30000)
+CALLED = ("127.0.0.1", 30002)
+
+
+def make(leg: Leg, addr: tuple[str, int], codec: Codec = Codec.PCMU, te: int | None = 101) -> MediaLeg:
+    return MediaLeg(leg, random.Random(leg.value), 0.0, RemoteMedia(addr, codec, te))
+
+
+def key_packets(key_event: int, seq0: int, ts: int) -> list[RtpPacket]:
+    blocks = [(160, False), (480, False), (800, True), (800, True), (800, True)]
+    return [
+        RtpPacket(101, seq0 + i, ts, 77, TelephoneEventPayload(key_event, end, 10, d).to_bytes())
+        for i, (d, end) in enumerate(blocks)
+    ]
+
+
+def audio(seq: int, ts: int, value: int = 1000, codec: Codec = Codec.PCMU) -> RtpPacket:
+    return RtpPacket(codec.payload_type, seq, ts, 77, codec.encode(np.full(160, value, dtype=np.int16)))
+
+
+def test_rfc4733_and_inband_for_one_press_give_one_keypress() -> None:
+    """ACC-5 end to end: RFC 4733 packets then the in-band detector's report: one KeyPress."""
+    called = make(Leg.CALLED, CALLED)
+    events = []
+    for i, p in enumerate(key_packets(1, 10, 1600)):
+        events.extend(called.receive(p, CALLED, 1.0 + 0.02 * i).events)
+    presses = [e for e in events if isinstance(e, KeyPress)]
+    assert [(p.key, p.source, p.leg) for p in presses] == [("1", KeySource.RFC4733, Leg.CALLED)]
+    assert sum(isinstance(e, KeyEnded) for e in events) == 1
+    assert called.inband_key("1", 1.05) is None
+    assert called.info_key("2", 1.06) is not None
+
+
+def test_audio_reaches_the_detector_frames() -> None:
+    """Decoded audio comes out of pull_frame after the jitter delay."""
+    leg = make(Leg.FACILITY, FAC)
+    frames = []
+    for n in range(6):
+        leg.receive(audio(n, 160 * n, 2000), FAC, 0.02 * n)
+        frames.append(leg.pull_frame(0.02 * n))
+    audio_frames = [f for f in frames if f.kind is FrameKind.AUDIO]
+    assert audio_frames and all(abs(int(f.samples[0]) - 2000) < 64 for f in audio_frames)
+
+
+def test_packets_from_elsewhere_are_refused() -> None:
+    """An off-path host cannot inject an RFC 4733 '1' (no key, verdict WRONG_SOURCE)."""
+    called = make(Leg.CALLED, CALLED)
+    result = called.receive(key_packets(1, 1, 0)[2], ("127.0.0.66", 30002), 0.0)
+    assert result.verdict is Verdict.WRONG_SOURCE and result.events == ()
+
+
+def test_bridge_relays_audio_both_ways_with_transcoding() -> None:
+    """Bridged PCMU facility and PCMA called legs: audio relayed and converted, keys not relayed."""
+    fac = make(Leg.FACILITY, FAC, Codec.PCMU)
+    called = make(Leg.CALLED, CALLED, Codec.PCMA)
+    fac.bridge_to(called)
+    called.bridge_to(fac)
+    r1 = fac.receive(audio(1, 0, 1234, Codec.PCMU), FAC, 0.0)
+    r2 = called.receive(audio(5, 0, 1234, Codec.PCMA), CALLED, 0.0)
+    assert len(r1.relay) == 1 and r1.relay[0].payload_type == 8 and r1.relay[0].ssrc == called.sender.ssrc
+    assert len(r2.relay) == 1 and r2.relay[0].payload_type == 0 and r2.relay[0].ssrc == fac.sender.ssrc
+    keys = [called.receive(p, CALLED, 0.1 + 0.02 * i) for i, p in enumerate(key_packets(9, 6, 800))]
+    assert all(r.relay == () for r in keys)
+    assert any(isinstance(e, KeyPress) and e.key == "9" for r in keys for e in r.events)
+
+
+def test_lost_end_packets_end_the_key_by_timer() -> None:
+    """Without end packets the leg's deadline fires and reports the KeyEnded."""
+    leg = make(Leg.CALLED, CALLED)
+    for i, p in enumerate(key_packets(3, 1, 0)[:2]):
+        leg.receive(p, CALLED, 0.02 * i)
+    deadline = leg.next_deadline()
+    assert deadline is not None
+    ended = leg.handle_timer(deadline + 0.001)
+    assert len(ended) == 1 and isinstance(ended[0], KeyEnded) and not ended[0].end_seen
+
+
+def test_media_timeout_per_leg() -> None:
+    """DIS-MEDIA: the leg reports its own timeout with evidence."""
+    leg = make(Leg.CALLED, CALLED)
+    leg.receive(audio(1, 0), CALLED, 1.0)
+    timeout = leg.media_timeout(20.0, 15.0)
+    assert timeout is not None and timeout.leg is Leg.CALLED and timeout.evidence["silent_for_s"] == 19.0
