@@ -14,6 +14,18 @@ from typing import Any
 import structlog
 
 
+class _StderrLogger:
+    """Writes each line to the *current* ``sys.stderr`` (pytest's capture replaces it between tests)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        print(message, file=self._stream or sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
 def configure(*, json: bool = False, level: str = "INFO", stream: Any = None) -> None:
     """Configure structlog once for the process."""
     processors: list[Any] = [
@@ -28,7 +40,7 @@ def configure(*, json: bool = False, level: str = "INFO", stream: Any = None) ->
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=lambda *args: _StderrLogger(stream),
         cache_logger_on_first_use=True,
     )
 
