@@ -66,7 +66,7 @@ def test_db_option_overrides_env(tmp_path: Path, db: str, capsys: pytest.Capture
     """--db URL wins over IVR_DB; a new SQLite file is migrated on first use."""
     other = f"sqlite:///{tmp_path / 'other.db'}"
     code, out, _ = run(capsys, "--db", other, "open", "--holder", "Bo", "--number", NUMBER, "--json")
-    assert code == 0 and counts(other)["accounts"] == 1
+    assert code == 0 and counts(other)["accounts"] == 1 and json.loads(out)["account_id"].startswith("acct-")
     assert not (tmp_path / "cli.db").exists()
 
 
@@ -97,7 +97,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     run(capsys, "restrict", NUMBER, "--kind", "new-number")
     before = counts(db)
     code, out, err = run(capsys, *[a.format(account=account) for a in argv])
-    assert code == 2
+    assert code == 2 and out == ""
     assert err.startswith("ivr: error: ") and len(err.strip()) > len("ivr: error: ")
     assert counts(db) == before
 
