@@ -188,6 +188,13 @@ class HangupReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """The engine is stopping (SIGTERM): end the call cleanly; a conversation is settled as a system drop."""
+
+    reason: str = "engine stopping"
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """The adapter's timer fired: the machine looks at its deadlines. Recorded so replay is exact."""
 
@@ -214,6 +221,7 @@ Event = (
     | NoiseDetected
     | MediaTimeout
     | HangupReceived
+    | ShutdownRequested
     | TimerFired
 )
 
@@ -241,6 +249,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NoiseDetected,
         MediaTimeout,
         HangupReceived,
+        ShutdownRequested,
         TimerFired,
     )
 }

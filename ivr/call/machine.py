@@ -6,8 +6,9 @@ monotonic seconds from the adapter's clock; the machine never reads a clock. Eve
 acceptance, ``PostCharge`` after a conversation, ``VoidReservation`` otherwise (ACC-4, ACT-3).
 
 Prompt semantics the adapter follows: ``PlayPrompt`` queues behind what plays on that leg;
-``StopPrompt`` stops the current prompt and clears the leg's queue; each prompt that started
-ends with one ``PromptFinished`` (also when stopped).
+``StopPrompt`` stops the current prompt and clears the leg's queue; each prompt played to its end
+reports one ``PromptFinished``; a stopped prompt reports nothing (so a stale "finished" can never be
+taken for the prompt that replaced it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ivr.call.outcomes import (
     SYS_NUMBER,
     SYS_PROTOCOL,
     SYS_ROSTER,
+    SYS_SHUTDOWN,
     SYS_TRUNK,
     Outcome,
 )
@@ -324,6 +326,21 @@ class CallMachine:
             self._close({F: [("call_not_accepted", {})]}, "called party hung up before accepting")
             return
         self._end(f"{leg.value} hung up in {st.value}")
+
+    def on_shutdown(self, event: ev.ShutdownRequested) -> None:
+        """SIGTERM: settle now. A conversation is a system drop (ACT-4 credit in the first 60 s); before
+        acceptance the call ends free (ACC-4); in CLOSING the call already has its decision."""
+        evidence: Evidence = {"why": event.reason, "state": self.state.value}
+        if self.state is S.START:
+            self._decide(Outcome.FAILED, SYS_SHUTDOWN, "engine", evidence)
+            self._set_state(S.ENDED, event.reason)
+            self.record = build_record(self)
+            self._emit(cmd.WriteRecord(self.record))
+        elif self.state is S.CONNECTED:
+            self._disconnect(SYS_SHUTDOWN, Outcome.DROPPED, "engine", evidence, system_drop=True)
+        else:
+            self._decide(Outcome.FAILED, SYS_SHUTDOWN, "engine", evidence)
+            self._end(event.reason)
 
     def on_prompt_finished(self, event: ev.PromptFinished) -> None:
         st = self.state
@@ -839,7 +856,7 @@ class CallMachine:
         self._emit(cmd.PostCharge(self.call_id, self.hold_id, self.billed_seconds, amount, rule, system_drop))
         self._settled = True
         self._times["disconnected"] = self._ms()
-        if rule in ("DIS-HANGUP", "DIS-MEDIA"):
+        if rule in ("DIS-HANGUP", "DIS-MEDIA", SYS_SHUTDOWN):
             self._end(f"{rule} on the {leg.value if leg else ''} leg")
             return
         self._close({lg: [("disconnect", {"reason": rule})] for lg in BOTH}, f"disconnect: {rule}")

@@ -33,3 +33,4 @@ SYS_LEDGER = "SYS-LEDGER"  # the ledger did not answer in time
 SYS_ROSTER = "SYS-ROSTER"  # the roster did not answer in time
 SYS_TRUNK = "SYS-TRUNK"  # the trunk failed the call (5xx, 403, ...)
 SYS_NUMBER = "SYS-NUMBER"  # the called number is not E.164
+SYS_SHUTDOWN = "SYS-SHUTDOWN"  # the engine was stopped (SIGTERM) during the call

@@ -35,6 +35,7 @@ S = CallState
 _ANYTIME: dict[type, str] = {
     ev.TimerFired: "on_timer",
     ev.HangupReceived: "on_hangup",
+    ev.ShutdownRequested: "on_shutdown",
     ev.PromptFinished: "on_prompt_finished",
     ev.KeyPressed: "on_key",
     ev.MediaTimeout: "on_media_timeout",
@@ -57,7 +58,7 @@ _LATE_TRUNK: dict[type, str] = {
 }
 
 HANDLERS: Mapping[CallState, Mapping[type, str]] = {
-    S.START: {ev.CallStarted: "on_call_started", ev.TimerFired: "on_timer"},
+    S.START: {ev.CallStarted: "on_call_started", ev.TimerFired: "on_timer", ev.ShutdownRequested: "on_shutdown"},
     S.IDENTIFY: {
         **_ANYTIME,
         ev.CallerIdentified: "on_caller_identified",

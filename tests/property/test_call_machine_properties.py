@@ -42,6 +42,7 @@ events = st.one_of(
     st.builds(ev.NoiseDetected, legs, evidence),
     st.builds(ev.MediaTimeout, legs, evidence),
     st.builds(ev.HangupReceived, legs),
+    st.builds(ev.ShutdownRequested),
     st.builds(ev.TimerFired),
 )
 # A plausible call first (so deep states are reached often), then anything at all.

@@ -76,5 +76,6 @@ SAMPLES: dict[type, ev.Event] = {
     ev.NoiseDetected: ev.NoiseDetected(Leg.CALLED, {"level_dbm0": -30.0}),
     ev.MediaTimeout: ev.MediaTimeout(Leg.CALLED, {"silent_s": 20}),
     ev.HangupReceived: ev.HangupReceived(Leg.CALLED),
+    ev.ShutdownRequested: ev.ShutdownRequested(),
     ev.TimerFired: ev.TimerFired(),
 }

@@ -114,3 +114,20 @@ def test_called_hangup_before_accepting_costs_nothing() -> None:
     out += m.handle(ev.PromptFinished(Leg.FACILITY, "call_not_accepted"), now + 4)
     assert m.ended and m.record is not None and m.record["billed_seconds"] == 0
     assert "PostCharge" not in names(out) and "ReserveFunds" not in names(out)
+
+
+def test_shutdown_during_conversation_settles_as_a_system_drop() -> None:
+    """SIGTERM: a call 30 s into its conversation is posted as a system drop and credited (ACT-4)."""
+    m, _, now = machine_in(CallState.CONNECTED)
+    out = m.handle(ev.ShutdownRequested(), now + 30)
+    post = [c for c in out if isinstance(c, cmd.PostCharge)][0]
+    assert post.system_drop and post.amount_minor == 0 and post.reason == "SYS-SHUTDOWN"
+    assert m.ended and sum(isinstance(c, cmd.Hangup) for c in out) == 2
+
+
+def test_shutdown_before_acceptance_is_free() -> None:
+    """SIGTERM during the announcement ends both legs and charges nothing."""
+    m, _, now = machine_in(CallState.ANNOUNCE)
+    out = m.handle(ev.ShutdownRequested(), now + 3)
+    assert m.ended and m.reason == "SYS-SHUTDOWN"
+    assert "PostCharge" not in names(out) and "ReserveFunds" not in names(out)
