@@ -45,7 +45,7 @@ def _plain(value: Any) -> JsonValue:
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if isinstance(value, _SCALARS):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
