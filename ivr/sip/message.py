@@ -743,7 +743,8 @@ def can_reply(headers: Headers | None) -> bool:
         vias = headers.get_all("Via")
         if not vias:
             return False
-        Via.parse(vias[0])
+        for via in vias:  # all of them are copied into the response (section 8.2.6.2)
+            Via.parse(via)
         NameAddr.parse(headers.get("From") or "")
         NameAddr.parse(headers.get("To") or "")
         CSeq.parse(headers.get("CSeq") or "")

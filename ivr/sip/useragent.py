@@ -364,7 +364,7 @@ class UserAgent:
 
     def _stx_key(self, req: Request) -> tuple[str, ...]:
         via = req.top_via
-        fallback = f"{req.call_id}|{req.from_.tag}|{req.cseq.seq}"
+        fallback = _rfc2543_key(req)
         return transaction_key(via.branch, via.sent_by, req.method, fallback)
 
     def _respond(
@@ -542,7 +542,7 @@ class UserAgent:
     def _on_cancel(self, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]) -> None:
         """Section 9.2: match the INVITE transaction; 200 to CANCEL, then 487 to the INVITE."""
         via = req.top_via
-        fallback = f"{req.call_id}|{req.from_.tag}|{req.cseq.seq}"
+        fallback = _rfc2543_key(req)
         invite_key = transaction_key(via.branch, via.sent_by, "INVITE", fallback)
         itx = self._server_tx.get(invite_key)
         if itx is None:
@@ -1297,6 +1297,14 @@ def parse_dtmf_info(body: bytes, content_type: str) -> tuple[str, int]:
     if len(signal) != 1 or signal not in DTMF_SIGNALS:
         raise ValueError(f"bad DTMF signal {signal[:10]!r}")
     return signal, duration_ms
+
+
+def _rfc2543_key(req: Request) -> str:
+    """Section 17.2.3, for peers without the magic cookie: Request-URI, From tag, Call-ID, CSeq
+    number and the whole top Via identify the transaction (the To tag is left out so that the ACK
+    of a non-2xx, which carries our tag, still matches its INVITE)."""
+    top = req.headers.get_all("Via")[0]
+    return f"{req.uri}|{req.from_.tag}|{req.call_id}|{req.cseq.seq}|{top}"
 
 
 def _warning_text(text: str) -> str:
