@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from ivr.detect.config import HookflashConfig
 from ivr.detect.events import DtmfEvent, HookflashEvent
-from ivr.detect.levels import FRAME_MS, as_frames, power_to_dbm0, powers_to_dbm0
+from ivr.detect.levels import FRAME_MS, as_frames, powers_to_dbm0
 from ivr.detect.tones import DIAL, RINGBACK
 
 SUB = 40  # samples per sub-block (5 ms)
@@ -52,7 +52,8 @@ class _Candidate:
     def floor_after(self) -> float:
         if self.after_count == 0:
             return -120.0
-        return power_to_dbm0(self.after_power_sum / self.after_count)
+        # The sum holds linear powers relative to 0 dBm0.
+        return float(10.0 * np.log10(max(self.after_power_sum / self.after_count, 1e-12)))
 
 
 class HookflashBank:
