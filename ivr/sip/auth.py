@@ -202,10 +202,7 @@ class DigestVerifier:
         issued = f"{now:.3f}"
         nonce = f"{issued}.{self._sign(issued)}"
         stale_text = ", stale=true" if stale else ""
-        return (
-            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={self.algorithm}, '
-            f'qop="auth"{stale_text}'
-        )
+        return f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={self.algorithm}, qop="auth"{stale_text}'
 
     def verify(self, value: str, *, method: str, now: float, body: bytes = b"") -> tuple[bool, bool]:
         """Check an ``Authorization`` value: (ok, stale). ``stale`` means: right password, old nonce."""

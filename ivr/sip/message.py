@@ -703,9 +703,7 @@ def _parse(data: bytes, limits: Limits) -> Message:
         length = int(cl_text)
         if length > len(body):
             # section 18.3: on UDP a body shorter than Content-Length is an error
-            raise MalformedMessageError(
-                "body shorter than Content-Length", is_request=is_request, headers=headers
-            )
+            raise MalformedMessageError("body shorter than Content-Length", is_request=is_request, headers=headers)
         body = body[:length]  # extra bytes after the body are discarded (section 18.3)
     msg.body = body
     return msg

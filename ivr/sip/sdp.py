@@ -86,10 +86,7 @@ class Origin:
     address: str = "127.0.0.1"
 
     def __str__(self) -> str:
-        return (
-            f"{self.username} {self.session_id} {self.session_version} "
-            f"{self.nettype} {self.addrtype} {self.address}"
-        )
+        return f"{self.username} {self.session_id} {self.session_version} {self.nettype} {self.addrtype} {self.address}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,9 +398,7 @@ def build_answer(
             offered = m.codecs
             chosen = [c for c in offered if any(c.same_format(ours) for ours in codecs)]
             if accept_dtmf:
-                dtmf = next(
-                    (c for c in offered if c.name.lower() == "telephone-event" and c.clock_rate == 8000), None
-                )
+                dtmf = next((c for c in offered if c.name.lower() == "telephone-event" and c.clock_rate == 8000), None)
         if chosen:
             accepted = True
             offered_dir = offer.stream_direction(m)
@@ -440,11 +435,7 @@ def negotiate(local: SessionDescription, remote: SessionDescription) -> MediaPar
         raise NoCommonCodecError("no audio stream")
     lcodecs = lm.codecs
     codec = next(
-        (
-            c
-            for c in rm.codecs
-            if c.name.lower() != "telephone-event" and any(c.same_format(x) for x in lcodecs)
-        ),
+        (c for c in rm.codecs if c.name.lower() != "telephone-event" and any(c.same_format(x) for x in lcodecs)),
         None,
     )
     if codec is None:

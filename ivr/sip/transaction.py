@@ -50,9 +50,7 @@ class TxState(enum.Enum):
     TERMINATED = "terminated"
 
 
-def transaction_key(
-    branch: str | None, sent_by: tuple[str, int], method: str, fallback: str
-) -> tuple[str, ...]:
+def transaction_key(branch: str | None, sent_by: tuple[str, int], method: str, fallback: str) -> tuple[str, ...]:
     """Section 17.2.3: branch + sent-by + method (ACK matches INVITE; CANCEL is its own).
 
     For RFC 2543 peers (branch without the magic cookie) ``fallback`` (Call-ID, From tag, CSeq
@@ -72,9 +70,7 @@ class ClientTransaction:
     acts as if a 408 had been received (section 8.1.3.1).
     """
 
-    def __init__(
-        self, request: Request, dest: Addr, now: float, outbox: Outbox, timers: TimerValues = DEFAULT_TIMERS
-    ):
+    def __init__(self, request: Request, dest: Addr, now: float, outbox: Outbox, timers: TimerValues = DEFAULT_TIMERS):
         self.request = request
         self.dest = dest
         self.timers = timers
@@ -192,8 +188,16 @@ class ServerTransaction:
     """
 
     def __init__(
-        self, request: Request, source: Addr, now: float, outbox: Outbox, timers: TimerValues = DEFAULT_TIMERS
+        self,
+        request: Request,
+        source: Addr,
+        now: float,
+        outbox: Outbox,
+        timers: TimerValues = DEFAULT_TIMERS,
+        *,
+        key: tuple[str, ...] = (),
     ):
+        self.key = key  # the user agent's index key (section 17.2.3), for removal on termination
         self.request = request
         self.source = source
         self.timers = timers

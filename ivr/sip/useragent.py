@@ -20,6 +20,8 @@ Nothing raises out of :meth:`receive` or :meth:`handle_timer`: a malformed reque
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -210,6 +212,9 @@ class _Registration:
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
+_Timed = ServerTransaction | _ClientCtx | _Call | _Registration
+
+
 class UserAgent:
     """A sans-I/O SIP user agent over UDP. See the module docstring."""
 
@@ -222,6 +227,14 @@ class UserAgent:
         self._client_tx: dict[tuple[str, str], _ClientCtx] = {}
         self._calls: dict[str, _Call] = {}
         self._registrations: dict[str, _Registration] = {}
+        # Timers: a heap of (deadline, seq, object), lazily corrected. Objects whose deadline may
+        # have moved are "touched" and (re)scheduled before the heap is read; an entry whose time no
+        # longer matches its object's deadline is dropped or re-pushed when it reaches the top.
+        # This keeps next_deadline() O(log n) under floods of thousands of transactions.
+        self._timers: list[tuple[float, int, _Timed]] = []
+        self._timer_seq = itertools.count()
+        self._armed: dict[int, float] = {}
+        self._dirty: list[_Timed] = []
 
     # ------------------------------------------------------------------ plumbing
 
@@ -237,24 +250,55 @@ class UserAgent:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, None when nothing is pending."""
-        times: list[float] = []
-        for stx in self._server_tx.values():
-            d = stx.next_deadline()
-            if d is not None:
-                times.append(d)
-        for ctx in self._client_tx.values():
-            d = ctx.tx.next_deadline()
-            if d is not None:
-                times.append(d)
-        for call in self._calls.values():
-            if call.retransmit is not None:
-                times.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
-            if call.cancel_deadline is not None:
-                times.append(call.cancel_deadline)
-        for reg in self._registrations.values():
-            if reg.refresh_at is not None:
-                times.append(reg.refresh_at)
-        return min(times) if times else None
+        self._flush_timers()
+        heap = self._timers
+        while heap:
+            d, _, obj = heap[0]
+            current = self._deadline_of(obj)
+            if current == d:
+                return d
+            heapq.heappop(heap)
+            if self._armed.get(id(obj)) == d:
+                del self._armed[id(obj)]
+            if current is not None:
+                self._schedule(obj)
+        return None
+
+    # -- timer bookkeeping
+
+    def _touch(self, obj: _Timed) -> None:
+        self._dirty.append(obj)
+
+    def _flush_timers(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for obj in dirty:
+            self._schedule(obj)
+
+    def _schedule(self, obj: _Timed) -> None:
+        d = self._deadline_of(obj)
+        if d is None:
+            return
+        armed = self._armed.get(id(obj))
+        if armed is not None and armed <= d:
+            return  # an earlier entry exists; it re-schedules the object when it pops
+        self._armed[id(obj)] = d
+        heapq.heappush(self._timers, (d, next(self._timer_seq), obj))
+
+    def _deadline_of(self, obj: _Timed) -> float | None:
+        if isinstance(obj, ServerTransaction):
+            return obj.next_deadline()
+        if isinstance(obj, _ClientCtx):
+            return obj.tx.next_deadline()
+        if isinstance(obj, _Call):
+            if self._calls.get(obj.call_id) is not obj:
+                return None
+            times = [t for t in (obj.cancel_deadline,) if t is not None]
+            if obj.retransmit is not None:
+                times.append(min(obj.retransmit.next_at, obj.retransmit.give_up_at))
+            return min(times) if times else None
+        if self._registrations.get(obj.aor) is not obj or obj.pending:
+            return None
+        return obj.refresh_at
 
     @property
     def call_ids(self) -> list[str]:
@@ -348,15 +392,11 @@ class UserAgent:
                 resp.headers.add("Warning", f'399 {self.local_addr[0]} "{_warning_text(detail)}"')
             if stx is not None and not stx.final_sent:
                 stx.respond(resp, now)
+                self._touch(stx)
             elif stx is None:
                 self._send(resp.to_bytes(), addr)
             call = self._calls.get(req.call_id)
-            if (
-                req.method == "INVITE"
-                and call is not None
-                and call.phase is Phase.INCOMING
-                and call.invite is req
-            ):
+            if req.method == "INVITE" and call is not None and call.phase is Phase.INCOMING and call.invite is req:
                 del self._calls[req.call_id]
         except (ValueError, RemoteProtocolError):
             return
@@ -395,6 +435,7 @@ class UserAgent:
             resp.headers.add("Content-Type", content_type or "application/sdp")
             resp.body = body
         stx.respond(resp, now)
+        self._touch(stx)
         return resp
 
     # ------------------------------------------------------------------ requests (UAS)
@@ -405,6 +446,7 @@ class UserAgent:
         if req.method == "ACK":
             stx = self._server_tx.get(key)
             if stx is not None and stx.receive_request(req, now):
+                self._touch(stx)  # Timer I
                 return  # ACK of our non-2xx final, absorbed by the transaction (17.2.1)
             self._on_ack(req, now, events)
             return
@@ -418,7 +460,7 @@ class UserAgent:
             self._send(resp.to_bytes(), addr)
             events.append(RequestRejected(addr, req.method, 503, "Service Unavailable"))
             return
-        stx = ServerTransaction(req, addr, now, self._outbox, self.config.timers)
+        stx = ServerTransaction(req, addr, now, self._outbox, self.config.timers, key=key)
         self._server_tx[key] = stx
 
         mf = req.headers.get("Max-Forwards")
@@ -464,9 +506,7 @@ class UserAgent:
             placed = False
             for name, value in req.headers:
                 if name == "Via" and not placed:
-                    new.add(
-                        "Via", ", ".join([str(Via(top.transport, top.host, top.port, params)), *values[1:]])
-                    )
+                    new.add("Via", ", ".join([str(Via(top.transport, top.host, top.port, params)), *values[1:]]))
                     placed = True
                 elif name == "Via":
                     continue
@@ -486,13 +526,9 @@ class UserAgent:
     ) -> None:
         tag = stx.request.to.tag or self._token(4)
         self._respond(stx, status, now, reason=reason, to_tag=tag, headers=headers)
-        events.append(
-            RequestRejected(stx.source, stx.request.method, status, reason or reason_phrase(status))
-        )
+        events.append(RequestRejected(stx.source, stx.request.method, status, reason or reason_phrase(status)))
 
-    def _on_invite(
-        self, req: Request, stx: ServerTransaction, addr: Addr, now: float, events: list[UAEvent]
-    ) -> None:
+    def _on_invite(self, req: Request, stx: ServerTransaction, addr: Addr, now: float, events: list[UAEvent]) -> None:
         existing = self._calls.get(req.call_id)
         if existing is not None:
             # same Call-ID, no To tag, new branch: a merged or looped request (section 8.2.2.2)
@@ -623,11 +659,7 @@ class UserAgent:
         self, call: _Call, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]
     ) -> None:
         """Section 14.2: a re-INVITE; answered per RFC 3264 (hold -> recvonly/inactive)."""
-        if (
-            call.phase not in (Phase.ESTABLISHED, Phase.ANSWERED)
-            or call.local_sdp is None
-            or call.dialog is None
-        ):
+        if call.phase not in (Phase.ESTABLISHED, Phase.ANSWERED) or call.local_sdp is None or call.dialog is None:
             self._reject(stx, 491, now, events)  # section 14.2: our own exchange is pending
             return
         if call.retransmit is not None:
@@ -652,9 +684,7 @@ class UserAgent:
                 codecs=self.config.codecs,
             )
         call.dialog.refresh_target(req)
-        resp = self._respond(
-            stx, 200, now, to_tag=call.dialog.local_tag, body=answer.to_bytes(), contact=True
-        )
+        resp = self._respond(stx, 200, now, to_tag=call.dialog.local_tag, body=answer.to_bytes(), contact=True)
         call.local_sdp = answer
         self._start_retransmit(call, resp, stx.source, req.cseq.seq, now)
         if offer is not None:
@@ -672,9 +702,7 @@ class UserAgent:
             events.append(HoldResumed(call.call_id, remote))
         call.on_hold = hold
 
-    def _on_info(
-        self, call: _Call, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]
-    ) -> None:
+    def _on_info(self, call: _Call, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]) -> None:
         """SIP INFO DTMF: application/dtmf-relay (``Signal=5``/``Duration=160``) or application/dtmf."""
         tag = call.dialog.local_tag if call.dialog else None
         ctype = req.content_type
@@ -682,17 +710,13 @@ class UserAgent:
             self._respond(stx, 200, now, to_tag=tag)  # an empty INFO is a keep-alive probe
             return
         if ctype not in ("application/dtmf-relay", "application/dtmf"):
-            self._reject(
-                stx, 415, now, events, headers=(("Accept", "application/dtmf-relay, application/dtmf"),)
-            )
+            self._reject(stx, 415, now, events, headers=(("Accept", "application/dtmf-relay, application/dtmf"),))
             return
         key, duration_ms = parse_dtmf_info(req.body, ctype)
         self._respond(stx, 200, now, to_tag=tag)
         events.append(KeyReceived(call.call_id, key, duration_ms))
 
-    def _on_refer(
-        self, call: _Call, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]
-    ) -> None:
+    def _on_refer(self, call: _Call, req: Request, stx: ServerTransaction, now: float, events: list[UAEvent]) -> None:
         """REFER (RFC 3515) is answered 603 Decline and reported; we never follow it.
 
         Why 603 and not 202: a 2xx obliges us to report the transfer's progress with NOTIFYs
@@ -723,9 +747,7 @@ class UserAgent:
         body = sdp.to_bytes() if sdp is not None else b""
         if sdp is not None:
             call.local_sdp = sdp
-        self._respond(
-            call.invite_stx, 183 if sdp else 180, now, to_tag=call.local_tag, body=body, contact=True
-        )
+        self._respond(call.invite_stx, 183 if sdp else 180, now, to_tag=call.local_tag, body=body, contact=True)
 
     def answer(self, call_id: str, sdp: SessionDescription, now: float) -> None:
         """Send 200 OK with ``sdp`` (our answer, or our offer when the INVITE had none) and start
@@ -763,6 +785,7 @@ class UserAgent:
     def _start_retransmit(self, call: _Call, resp: Response, addr: Addr, cseq: int, now: float) -> None:
         t = self.config.timers
         call.retransmit = _Retransmit(resp.to_bytes(), addr, cseq, now + t.t1, t.t1, now + t.timeout)
+        self._touch(call)
 
     # ------------------------------------------------------------------ UAC commands
 
@@ -833,6 +856,7 @@ class UserAgent:
         tx = ClientTransaction(req, dest, now, self._outbox, self.config.timers)
         ctx = _ClientCtx(tx, kind, call_id=call_id, aor=aor)
         self._client_tx[(tx.branch, req.method)] = ctx
+        self._touch(ctx)
         return ctx
 
     def cancel(self, call_id: str, now: float) -> None:
@@ -865,6 +889,7 @@ class UserAgent:
         call.cancel_sent = True
         # section 9.1: no final response 64*T1 after the CANCEL -> consider the INVITE cancelled
         call.cancel_deadline = now + self.config.timers.timeout
+        self._touch(call)
 
     def bye(self, call_id: str, now: float) -> None:
         """End an established call with BYE (section 15.1.1). A UAS that has not yet received the
@@ -915,6 +940,7 @@ class UserAgent:
         if ctx is None:
             return  # no transaction: a stray response is dropped (section 18.1.2)
         passed = ctx.tx.receive_response(resp, now)
+        self._touch(ctx)
         if passed is None:
             return
         if ctx.kind is _Kind.INVITE:
@@ -966,12 +992,7 @@ class UserAgent:
         ack_bytes = ack.to_bytes()
         dest = dialog.destination()
         self._send(ack_bytes, dest)
-        if (
-            ctx.ack is not None
-            or call is None
-            or call.invite_ctx is not ctx
-            or call.phase is not Phase.OUTGOING
-        ):
+        if ctx.ack is not None or call is None or call.invite_ctx is not ctx or call.phase is not Phase.OUTGOING:
             # a second dialog from a forking proxy, or an answer we no longer want: ACK and BYE it
             bye = dialog.create_request("BYE", via=self._via(), contact=None)
             self._start_client(bye, dest, now, _Kind.OTHER)
@@ -1138,9 +1159,7 @@ class UserAgent:
         reg.refresh_at = None
         self._start_client(req, reg.dest, now, _Kind.REGISTER, aor=reg.aor)
 
-    def _on_register_response(
-        self, ctx: _ClientCtx, resp: Response, now: float, events: list[UAEvent]
-    ) -> None:
+    def _on_register_response(self, ctx: _ClientCtx, resp: Response, now: float, events: list[UAEvent]) -> None:
         reg = self._registrations.get(ctx.aor or "")
         if reg is None or resp.status < 200:
             return
@@ -1155,6 +1174,7 @@ class UserAgent:
             reg.registered = True
             # refresh before expiry: at half-time for short bindings, 30 s early for long ones
             reg.refresh_at = now + max(1.0, granted - min(granted / 2, 30.0))
+            self._touch(reg)
             events.append(RegistrationSucceeded(reg.aor, granted))
             return
         if resp.status in (401, 407) and reg.auth_attempts < 2:
@@ -1201,6 +1221,7 @@ class UserAgent:
         else:
             reg.retry_s = min(reg.retry_s * 2, 600.0)
         reg.refresh_at = now + delay
+        self._touch(reg)
         events.append(RegistrationFailed(reg.aor, status, reason, reg.refresh_at))
 
     # ------------------------------------------------------------------ timers
@@ -1208,46 +1229,56 @@ class UserAgent:
     def handle_timer(self, now: float) -> list[UAEvent]:
         """Fire every timer due at ``now``; returns the events that caused."""
         events: list[UAEvent] = []
-        for key, stx in list(self._server_tx.items()):
-            d = stx.next_deadline()
-            if d is not None and now >= d:
-                stx.handle_timer(now)
-            if stx.terminated or (stx.next_deadline() is None and stx.final_sent and not stx.is_invite):
-                del self._server_tx[key]
-        for key2, ctx in list(self._client_tx.items()):
-            d = ctx.tx.next_deadline()
-            timed_out = False
-            if d is not None and now >= d:
-                timed_out = ctx.tx.handle_timer(now)
-            if timed_out:
-                self._on_client_timeout(ctx, now, events)
-            if ctx.tx.terminated:
-                self._client_tx.pop(key2, None)
-        for call in list(self._calls.values()):
-            rt = call.retransmit
-            if rt is not None:
-                if now >= rt.give_up_at:
-                    # section 13.3.1.4: no ACK within 64*T1 -> confirm and immediately BYE
-                    call.retransmit = None
-                    if call.phase is Phase.ANSWERED:
-                        call.phase = Phase.ESTABLISHED
-                        self._send_bye(call, now)
-                        events.append(CallFailed(call.call_id, 408, "No ACK For 2xx"))
-                elif now >= rt.next_at:
-                    self._send(rt.data, rt.addr)
-                    rt.interval = min(rt.interval * 2, self.config.timers.t2)
-                    rt.next_at = now + rt.interval
-            if call.cancel_deadline is not None and now >= call.cancel_deadline:
-                call.cancel_deadline = None
-                if call.phase is Phase.OUTGOING:
-                    if call.invite_ctx is not None:
-                        call.invite_ctx.tx.terminate()
-                    self._end(call)
-                    events.append(CallFailed(call.call_id, 487, "Request Terminated"))
-        for reg in list(self._registrations.values()):
-            if reg.refresh_at is not None and now >= reg.refresh_at and not reg.pending:
-                self._send_register(reg, now)
+        self._flush_timers()
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            d, _, obj = heapq.heappop(heap)
+            if self._armed.get(id(obj)) == d:
+                del self._armed[id(obj)]
+            current = self._deadline_of(obj)
+            if current is not None and current <= now:
+                self._fire(obj, now, events)
+            self._touch(obj)
+            self._flush_timers()
         return events
+
+    def _fire(self, obj: _Timed, now: float, events: list[UAEvent]) -> None:
+        if isinstance(obj, ServerTransaction):
+            obj.handle_timer(now)  # Timer H expiry needs no action: the call is already gone
+            if obj.terminated and self._server_tx.get(obj.key) is obj:
+                del self._server_tx[obj.key]
+        elif isinstance(obj, _ClientCtx):
+            if obj.tx.handle_timer(now):
+                self._on_client_timeout(obj, now, events)
+            key = (obj.tx.branch, obj.tx.request.method)
+            if obj.tx.terminated and self._client_tx.get(key) is obj:
+                del self._client_tx[key]
+        elif isinstance(obj, _Call):
+            self._fire_call(obj, now, events)
+        elif obj.refresh_at is not None and now >= obj.refresh_at and not obj.pending:
+            self._send_register(obj, now)
+
+    def _fire_call(self, call: _Call, now: float, events: list[UAEvent]) -> None:
+        rt = call.retransmit
+        if rt is not None:
+            if now >= rt.give_up_at:
+                # section 13.3.1.4: no ACK within 64*T1 -> confirm and immediately BYE
+                call.retransmit = None
+                if call.phase is Phase.ANSWERED:
+                    call.phase = Phase.ESTABLISHED
+                    self._send_bye(call, now)
+                    events.append(CallFailed(call.call_id, 408, "No ACK For 2xx"))
+            elif now >= rt.next_at:
+                self._send(rt.data, rt.addr)
+                rt.interval = min(rt.interval * 2, self.config.timers.t2)
+                rt.next_at = now + rt.interval
+        if call.cancel_deadline is not None and now >= call.cancel_deadline:
+            call.cancel_deadline = None
+            if call.phase is Phase.OUTGOING:
+                if call.invite_ctx is not None:
+                    call.invite_ctx.tx.terminate()
+                self._end(call)
+                events.append(CallFailed(call.call_id, 487, "Request Terminated"))
 
     def _on_client_timeout(self, ctx: _ClientCtx, now: float, events: list[UAEvent]) -> None:
         """Section 8.1.3.1: a timeout counts as a 408 from the peer."""
