@@ -44,17 +44,23 @@ LegEvent = KeyPress | KeyEnded | FlashEvent
 
 @dataclass(frozen=True, slots=True)
 class RemoteMedia:
-    """What offer/answer (RFC 3264) settled for this leg: where to send, which codec, and the
-    telephone-event payload type (None when the peer did not offer telephone-event/8000)."""
+    """What offer/answer (RFC 3264) settled for this leg.
+
+    ``telephone_event_pt`` is the payload type *the peer's* SDP gave telephone-event/8000: we send
+    RFC 4733 with it (None: the peer has none, keys must go in-band). ``local_telephone_event_pt``
+    is the one *our* SDP gave: the peer sends with it (RFC 3264 section 5.1: a payload type number
+    is the receiver's choice, so the two may differ when we were the offerer).
+    """
 
     address: Address
     codec: Codec
     telephone_event_pt: int | None = DEFAULT_TELEPHONE_EVENT_PT
+    local_telephone_event_pt: int | None = DEFAULT_TELEPHONE_EVENT_PT
 
 
 def _event_types(remote: RemoteMedia) -> frozenset[int]:
-    pt = remote.telephone_event_pt
-    return frozenset() if pt is None else frozenset({pt})
+    # Accept the PT we declared and, for peers that echo their own numbering, the one they declared.
+    return frozenset(pt for pt in (remote.local_telephone_event_pt, remote.telephone_event_pt) if pt is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +109,7 @@ class MediaLeg:
         self.remote = remote
         self.receiver.set_remote(remote.address)
         self.receiver.event_payload_types = _event_types(remote)
-        self.sender.codec = remote.codec
+        self.sender.set_codec(remote.codec)
         self.sender.telephone_event_pt = remote.telephone_event_pt
 
     @property
@@ -120,7 +126,7 @@ class MediaLeg:
             return Received(verdict)
         events: list[LegEvent] = []
         relay: list[RtpPacket] = []
-        if packet.payload_type == self.remote.telephone_event_pt:
+        if packet.payload_type in self.receiver.event_payload_types:
             for output in self.events.receive(packet, now):
                 if isinstance(output, KeyStarted):
                     press = self.keys.press(output.key, KeySource.RFC4733, now)
@@ -179,7 +185,9 @@ class MediaLeg:
         a two-way bridge). The adapter must stop ``other``'s paced sending (relaying stops the
         sender's grid itself on the first packet)."""
         self._relay = MediaRelay(
-            other.sender, source_codec=self.remote.codec, source_event_pt=self.remote.telephone_event_pt
+            other.sender,
+            source_codec=self.remote.codec,
+            source_event_pt=self.remote.local_telephone_event_pt,
         )
         self._relay_events = relay_events
 

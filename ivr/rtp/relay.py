@@ -67,7 +67,7 @@ class MediaRelay:
 
         Stops the outgoing leg's paced sender (a leg hears either prompts or the other party).
         """
-        if packet.payload_type == self.source_event_pt and self.source_event_pt is not None:
+        if self.source_event_pt is not None and packet.payload_type == self.source_event_pt:
             if self.out.telephone_event_pt is None:
                 self._dropped += 1
                 return None

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ivr.rtp.g711 import SAMPLE_RATE_HZ, Codec
+from ivr.rtp.g711 import SAMPLE_RATE_HZ, Codec, transcode
 from ivr.rtp.packet import MAX_SEQ, MAX_TIMESTAMP, RtpPacket, seq_diff
 from ivr.rtp.rfc4733 import MUTED, EventSlot, TelephoneEventSender
 from ivr.types import Evidence, Leg
@@ -131,6 +131,13 @@ class RtpSender:
         dropped = len(self._frames)
         self._frames.clear()
         return dropped
+
+    def set_codec(self, codec: Codec) -> None:
+        """Switch law (a re-INVITE changed the codec); queued frames are converted, not lost."""
+        if codec is self.codec:
+            return
+        self._frames = collections.deque((transcode(frame, self.codec, codec), tag) for frame, tag in self._frames)
+        self.codec = codec
 
     @property
     def queued_frames(self) -> int:

@@ -108,9 +108,7 @@ def test_ulaw_known_points(code: int, value: int) -> None:
     assert int(g711.ulaw_decode(bytes([code]))[0]) == value
 
 
-@pytest.mark.parametrize(
-    ("code", "value"), [(0xD5, 8), (0x55, -8), (0xAA, 32256), (0x2A, -32256), (0xD4, 24)]
-)
+@pytest.mark.parametrize(("code", "value"), [(0xD5, 8), (0x55, -8), (0xAA, 32256), (0x2A, -32256), (0xD4, 24)])
 def test_alaw_known_points(code: int, value: int) -> None:
     """Spot values of the A-law decoder (smallest step, full scale)."""
     assert int(g711.alaw_decode(bytes([code]))[0]) == value

@@ -98,3 +98,13 @@ def test_media_timeout_per_leg() -> None:
     leg.receive(audio(1, 0), CALLED, 1.0)
     timeout = leg.media_timeout(20.0, 15.0)
     assert timeout is not None and timeout.leg is Leg.CALLED and timeout.evidence["silent_for_s"] == 19.0
+
+
+def test_event_payload_types_may_differ_per_direction() -> None:
+    """RFC 3264: we receive RFC 4733 on the PT our SDP declared (101) while sending on the peer's (96)."""
+    leg = MediaLeg(Leg.CALLED, random.Random(1), 0.0, RemoteMedia(CALLED, Codec.PCMU, 96, 101))
+    events = [e for i, p in enumerate(key_packets(4, 1, 0)) for e in leg.receive(p, CALLED, 0.02 * i).events]
+    assert [e.key for e in events if isinstance(e, KeyPress)] == ["4"]
+    leg.sender.send_key("4")
+    leg.sender.start(0.0)
+    assert leg.sender.due_packets(0.0)[0].payload_type == 96

@@ -29,9 +29,7 @@ packets = st.builds(
     marker=st.booleans(),
     csrcs=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
     extension=st.none()
-    | st.builds(
-        RtpExtension, st.integers(0, 0xFFFF), st.binary(max_size=40).map(lambda b: b[: len(b) // 4 * 4])
-    ),
+    | st.builds(RtpExtension, st.integers(0, 0xFFFF), st.binary(max_size=40).map(lambda b: b[: len(b) // 4 * 4])),
     padding_len=st.integers(0, 255),
 )
 
@@ -95,9 +93,7 @@ def test_padding_is_stripped_from_the_payload() -> None:
     assert parsed.payload == b"abc"
 
 
-@pytest.mark.parametrize(
-    "field", [{"payload_type": 128}, {"sequence": 65536}, {"timestamp": -1}, {"ssrc": 1 << 32}]
-)
+@pytest.mark.parametrize("field", [{"payload_type": 128}, {"sequence": 65536}, {"timestamp": -1}, {"ssrc": 1 << 32}])
 def test_serializing_out_of_range_fields_is_a_local_error(field: dict[str, int]) -> None:
     """Building a packet with an impossible field raises ValueError (our bug, not the peer's)."""
     base = {"payload_type": 0, "sequence": 0, "timestamp": 0, "ssrc": 0}

@@ -26,9 +26,7 @@ from ivr.rtp.rfc4733 import (
 PT = 101
 
 
-def ev(
-    seq: int, ts: int, event: int, duration: int, end: bool = False, ssrc: int = 7, volume: int = 10
-) -> RtpPacket:
+def ev(seq: int, ts: int, event: int, duration: int, end: bool = False, ssrc: int = 7, volume: int = 10) -> RtpPacket:
     payload = TelephoneEventPayload(event, end, volume, duration).to_bytes()
     return RtpPacket(PT, seq, ts, ssrc, payload, marker=False)
 
@@ -44,9 +42,7 @@ def press(event: int, ts: int, seq0: int, duration: int = 800, step: int = 320) 
     return out
 
 
-def feed(
-    rx: TelephoneEventReceiver, packets: list[RtpPacket], t0: float = 0.0, dt: float = 0.02
-) -> list[object]:
+def feed(rx: TelephoneEventReceiver, packets: list[RtpPacket], t0: float = 0.0, dt: float = 0.02) -> list[object]:
     out: list[object] = []
     for i, p in enumerate(packets):
         out.extend(rx.receive(p, t0 + i * dt))
@@ -61,9 +57,7 @@ def test_payload_round_trip_and_fields() -> None:
     assert TelephoneEventPayload.parse(b"\x01\x02\x03") is None
 
 
-@pytest.mark.parametrize(
-    ("event", "key"), [(0, "0"), (9, "9"), (10, "*"), (11, "#"), (12, "A"), (15, "D"), (16, None)]
-)
+@pytest.mark.parametrize(("event", "key"), [(0, "0"), (9, "9"), (10, "*"), (11, "#"), (12, "A"), (15, "D"), (16, None)])
 def test_event_codes_map_to_keys(event: int, key: str | None) -> None:
     """Section 3.2 Table 7: 0-9, *, #, A-D; 16 (flash) is not a key."""
     assert event_to_key(event) == key
@@ -185,9 +179,7 @@ def test_malformed_payload_is_counted_not_raised() -> None:
     st.randoms(use_true_random=False),
     st.floats(0.0, 0.6),
 )
-def test_any_loss_and_duplication_keeps_one_key_per_press(
-    keys: list[int], rnd: random.Random, loss: float
-) -> None:
+def test_any_loss_and_duplication_keeps_one_key_per_press(keys: list[int], rnd: random.Random, loss: float) -> None:
     """Property: with packet loss (not every packet of a press lost), duplication and local
     reordering, each press yields exactly one KeyStarted and one KeyEnded, in order."""
     stream: list[RtpPacket] = []

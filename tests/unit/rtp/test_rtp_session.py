@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.rtp.g711 import Codec
 from ivr.rtp.packet import RtpPacket
@@ -269,3 +271,42 @@ def test_media_timeout_reports_evidence() -> None:
         "packets_received": 1,
     }
     assert timeout.leg is Leg.CALLED
+
+
+def test_codec_switch_converts_queued_frames() -> None:
+    """A re-INVITE to PCMA: queued mu-law frames are converted, not sent under the wrong type."""
+    s = sender()
+    pcm = (np.arange(160) * 100).astype(np.int16)
+    s.queue_audio(pcm)
+    s.set_codec(Codec.PCMA)
+    s.start(0.0)
+    p = s.due_packets(0.0)[0]
+    assert p.payload_type == 8
+    assert p.payload == Codec.PCMA.encode(Codec.PCMU.decode(Codec.PCMU.encode(pcm)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 0.5), min_size=1, max_size=80), st.integers(1, 5))
+def test_sender_invariants_under_any_wakeup_pattern(steps: list[float], bound: int) -> None:
+    """Property: whatever the wake-up times, sequence numbers are consecutive, timestamps grow on the
+    160-sample grid, no call sends more than the catch-up bound, and nothing is sent before its slot."""
+    s = sender(max_catch_up_frames=bound)
+    s.start(0.0)
+    now = 0.0
+    packets: list[RtpPacket] = []
+    first_ts: int | None = None
+    for step in steps:
+        now += step
+        batch = s.due_packets(now)
+        assert len(batch) <= bound
+        for p in batch:
+            if first_ts is None:
+                first_ts = p.timestamp
+            slot = ((p.timestamp - first_ts) % 2**32) // 160
+            assert (p.timestamp - first_ts) % 160 == 0
+            assert slot * 0.02 <= now + 1e-6
+        packets.extend(batch)
+        assert s.next_send_at() is not None and s.next_send_at() > now  # type: ignore[operator]
+    for prev, cur in itertools.pairwise(packets):
+        assert cur.sequence == (prev.sequence + 1) % 65536
+        assert 0 < (cur.timestamp - prev.timestamp) % 2**32 < 2**31
