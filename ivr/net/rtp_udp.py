@@ -200,7 +200,7 @@ class RtpPacer:
         self.max_lateness_s = 0.0  # worst delay of a tick after its grid instant (information)
 
     def _next_instant(self, now: float) -> float:
-        k = math.floor((now - self._origin) / self._ptime_s + 1e-9) + 1
+        k = math.floor((now - self._origin) / self._ptime_s + 1e-6) + 1
         return self._origin + k * self._ptime_s
 
     def add(self, endpoint: RtpEndpoint, sender: RtpSender, destination: Destination) -> None:

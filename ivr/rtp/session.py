@@ -170,7 +170,7 @@ class RtpSender:
         if self._anchor is not None:
             return
         if self._resume_ref is not None:
-            self._slot_base += max(0, math.floor((now - self._resume_ref) * 1000 / self.ptime_ms + 1e-9))
+            self._slot_base += max(0, math.floor((now - self._resume_ref) * 1000 / self.ptime_ms + 1e-6))
         self._anchor = now
         self._slot = 0
         self._marker_next = True
@@ -194,8 +194,8 @@ class RtpSender:
         """Every packet whose slot is due at ``now``, oldest first (bounded catch-up)."""
         if self._anchor is None:
             return []
-        # +1e-9: a timer firing exactly on the slot must not miss it by float rounding.
-        current = math.floor((now - self._anchor) * 1000 / self.ptime_ms + 1e-9)
+        # +1e-6 slot (20 ns): a timer firing on the slot (or a hair early) must not miss it.
+        current = math.floor((now - self._anchor) * 1000 / self.ptime_ms + 1e-6)
         due = current - self._slot + 1
         if due <= 0:
             return []
@@ -261,11 +261,11 @@ class RtpSender:
     def next_timestamp(self, now: float) -> int:
         """The timestamp a packet sent at ``now`` should carry to continue this stream in real time."""
         if self._anchor is not None:
-            elapsed = math.floor((now - self._anchor) * 1000 / self.ptime_ms + 1e-9)
+            elapsed = math.floor((now - self._anchor) * 1000 / self.ptime_ms + 1e-6)
             return self._slot_timestamp(self._slot_base + max(elapsed, self._slot))
         gap = 0
         if self._resume_ref is not None:
-            gap = max(0, math.floor((now - self._resume_ref) * 1000 / self.ptime_ms + 1e-9))
+            gap = max(0, math.floor((now - self._resume_ref) * 1000 / self.ptime_ms + 1e-6))
         return self._slot_timestamp(self._slot_base + gap)
 
     def note_relayed(self, packet: RtpPacket, now: float) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.rtp.g711 import Codec
 from ivr.rtp.jitter import FrameKind
@@ -108,3 +110,31 @@ def test_event_payload_types_may_differ_per_direction() -> None:
     leg.sender.send_key("4")
     leg.sender.start(0.0)
     assert leg.sender.due_packets(0.0)[0].payload_type == 96
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 8, 101, 13, 96, 127]),
+            st.integers(0, 0xFFFF),
+            st.integers(0, 0xFFFFFFFF),
+            st.sampled_from([1, 2, 0xFFFFFFFF]),
+            st.binary(max_size=400),
+            st.floats(0.0, 0.5),
+        ),
+        max_size=60,
+    )
+)
+def test_arbitrary_packets_never_escape_the_leg(items: list[tuple[int, int, int, int, bytes, float]]) -> None:
+    """Property: any payload type, numbering and payload (odd sizes, garbage events) is absorbed:
+    receive, the timer and the 20 ms pull never raise, and frames are always 160 samples."""
+    fac = make(Leg.FACILITY, FAC)
+    called = make(Leg.CALLED, CALLED, Codec.PCMA)
+    fac.bridge_to(called)
+    now = 0.0
+    for pt, seq, ts, ssrc, payload, step in items:
+        now += step
+        fac.receive(RtpPacket(pt, seq, ts, ssrc, payload), FAC, now)
+        fac.handle_timer(now)
+        assert fac.pull_frame(now).samples.shape == (160,)
