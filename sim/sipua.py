@@ -14,6 +14,7 @@ client request inside an existing dialog. That is the one coupling; it is kept i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -109,10 +110,8 @@ class SimUserAgent(UserAgent):
                 pending.ack = ack.to_bytes()
                 call.dialog.refresh_target(resp)  # section 12.2.1.2: the 2xx refreshes the target
                 if resp.body and resp.content_type == "application/sdp":
-                    try:
+                    with contextlib.suppress(SdpError):
                         call.remote_sdp = parse_sdp(resp.body)
-                    except SdpError:
-                        pass
                 self.in_dialog_events.append(
                     InDialogResponse(pending.call_id, pending.method, resp.status, resp.reason)
                 )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import ipaddress
 import secrets
@@ -169,10 +170,8 @@ class TrunkCore:
                 log.warning("trunk.refused_destination", dest=dest[0])
                 continue
             sent.append((datagram, dest))
-            try:
+            with contextlib.suppress(MalformedMessageError):
                 self._log(now, "out", dest, datagram, parse_message(datagram))
-            except MalformedMessageError:
-                pass
         return sent
 
     def _log(self, now: float, direction: str, peer: Addr, data: bytes, msg: Request | Response) -> None:
