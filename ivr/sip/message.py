@@ -14,9 +14,11 @@ expanded on input. Comma-separated multi-value headers (section 7.3.1) are split
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from ivr.errors import RemoteProtocolError
 
@@ -171,12 +173,19 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
 
 
+_NAME_CACHE: dict[str, str] = {}
+
+
 def canonical_name(name: str) -> str:
     """The canonical spelling of a header name (compact forms expanded, known names re-cased)."""
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
     low = name.lower()
-    if len(low) == 1 and low in COMPACT_FORMS:
-        return COMPACT_FORMS[low]
-    return _CANONICAL.get(low, name)
+    canon = COMPACT_FORMS[low] if len(low) == 1 and low in COMPACT_FORMS else _CANONICAL.get(low, name)
+    if len(_NAME_CACHE) < 4096:  # bounded: hostile peers invent names
+        _NAME_CACHE[name] = canon
+    return canon
 
 
 def is_token(text: str) -> bool:
@@ -186,6 +195,8 @@ def is_token(text: str) -> bool:
 
 def split_list(value: str, sep: str = ",") -> list[str]:
     """Split a header value on ``sep`` outside quoted strings and ``<...>`` (section 7.3.1)."""
+    if '"' not in value and "<" not in value:  # fast path: nothing to protect
+        return [p for p in (x.strip() for x in value.split(sep)) if p]
     parts: list[str] = []
     buf: list[str] = []
     in_quotes = False
@@ -293,6 +304,7 @@ class Headers:
 # ---------------------------------------------------------------------------------------------
 
 Params = tuple[tuple[str, str | None], ...]
+_T = TypeVar("_T", "SipUri", "NameAddr", "Via", "CSeq")
 
 
 def _parse_params(text: str) -> Params:
@@ -364,6 +376,11 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        """Parse ``text`` (cached: the value is immutable and the same headers recur)."""
+        return _cached(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         if not colon or not scheme or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
@@ -418,6 +435,11 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Parse ``text`` (cached: the value is immutable and the same headers recur)."""
+        return _cached(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         lt = _find_unquoted(text, "<")
         if lt >= 0:
@@ -457,6 +479,15 @@ class NameAddr:
         return replace(self, params=with_param(self.params, "tag", tag))
 
 
+@functools.lru_cache(maxsize=8192)
+def _cached_parse(cls: type[SipUri | NameAddr | Via | CSeq], text: str) -> SipUri | NameAddr | Via | CSeq:
+    return cls._parse(text)
+
+
+def _cached(cls: type[_T], text: str) -> _T:
+    return _cached_parse(cls, text)  # type: ignore[arg-type,return-value]
+
+
 def _find_unquoted(text: str, ch: str) -> int:
     in_q = False
     esc = False
@@ -492,6 +523,11 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        """Parse ``text`` (cached: the value is immutable and the same headers recur)."""
+        return _cached(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         text = text.strip()
         proto, _, rest = text.partition(" ")
         parts = [p.strip() for p in proto.split("/")]
@@ -524,6 +560,11 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        """Parse ``text`` (cached: the value is immutable and the same headers recur)."""
+        return _cached(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> CSeq:
         parts = text.split()
         if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or not is_token(parts[1]):
             raise ValueError(f"bad CSeq {text!r}")
