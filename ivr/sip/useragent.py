@@ -20,6 +20,7 @@ Nothing raises out of :meth:`receive` or :meth:`handle_timer`: a malformed reque
 from __future__ import annotations
 
 import enum
+import hashlib
 import heapq
 import itertools
 import secrets
@@ -128,6 +129,10 @@ class UAConfig:
     limits: Limits = DEFAULT_LIMITS
     max_server_transactions: int = 20_000  # beyond this, new requests get 503 (flood guard)
     register_retry_s: float = 30.0  # first retry after a failed registration; doubles up to 600 s
+    # Sources allowed to INVITE (the facility gateways). INVITEs from anyone else get a stateless
+    # 403 (section 8.2.7): no transaction, no retransmissions, no event but RequestRejected, so a
+    # flood costs neither memory nor amplified traffic. None: every source reaches the engine.
+    invite_sources: frozenset[str] | None = None
 
 
 class Phase(enum.Enum):
@@ -235,6 +240,7 @@ class UserAgent:
         self._timer_seq = itertools.count()
         self._armed: dict[int, float] = {}
         self._dirty: list[_Timed] = []
+        self._stateless_secret = rand(8).hex()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -454,6 +460,10 @@ class UserAgent:
         if stx is not None:
             stx.receive_request(req, now)  # retransmission: 17.2.1 / 17.2.2 resend, else absorb
             return
+        allowed = self.config.invite_sources
+        if req.method == "INVITE" and allowed is not None and addr[0] not in allowed and req.to.tag is None:
+            self._reject_stateless(req, addr, 403, "Forbidden", events)
+            return
         if len(self._server_tx) >= self.config.max_server_transactions:
             resp = build_response(req.headers, 503, "Service Unavailable", to_tag=self._token(4))
             resp.headers.add("Retry-After", "5")
@@ -491,6 +501,16 @@ class UserAgent:
             self._reject(stx, 481, now, events)  # outside a dialog: no such call (section 15.1.2)
         else:
             self._reject(stx, 405, now, events)
+
+    def _reject_stateless(self, req: Request, addr: Addr, status: int, reason: str, events: list[UAEvent]) -> None:
+        """Section 8.2.7: a stateless final response; the To tag is derived from the request so a
+        retransmission gets the very same response."""
+        seed = f"{req.call_id}|{req.from_.tag}|{req.top_via.branch}|{self._stateless_secret}".encode()
+        tag = hashlib.sha256(seed).hexdigest()[:12]
+        resp = build_response(req.headers, status, reason, to_tag=tag)
+        resp.headers.add("Server", self.config.user_agent)
+        self._send(resp.to_bytes(), addr)
+        events.append(RequestRejected(addr, req.method, status, reason))
 
     def _stamp_received(self, req: Request, addr: Addr) -> None:
         """Section 18.2.1 / RFC 3581: note the source address in the top Via; replies go to ``addr``."""
@@ -734,32 +754,42 @@ class UserAgent:
 
     # ------------------------------------------------------------------ UAS commands
 
-    def _incoming(self, call_id: str) -> _Call:
+    def _incoming(self, call_id: str) -> _Call | None:
+        """The incoming call still awaiting its final response, None when it is gone (cancelled,
+        timed out): commands on a gone call are ignored, because such races are normal in SIP."""
         call = self._calls.get(call_id)
         if call is None or not call.is_uas or call.phase is not Phase.INCOMING or call.invite_stx is None:
-            raise LocalProtocolError(f"no incoming call {call_id!r} awaiting an answer")
+            return None
         return call
 
-    def ringing(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> None:
-        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``."""
+    def ringing(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> bool:
+        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``.
+
+        Returns False (and sends nothing) when the call no longer awaits an answer."""
         call = self._incoming(call_id)
-        assert call.invite_stx is not None
+        if call is None or call.invite_stx is None:
+            return False
         body = sdp.to_bytes() if sdp is not None else b""
         if sdp is not None:
             call.local_sdp = sdp
         self._respond(call.invite_stx, 183 if sdp else 180, now, to_tag=call.local_tag, body=body, contact=True)
+        return True
 
-    def answer(self, call_id: str, sdp: SessionDescription, now: float) -> None:
+    def answer(self, call_id: str, sdp: SessionDescription, now: float) -> bool:
         """Send 200 OK with ``sdp`` (our answer, or our offer when the INVITE had none) and start
-        the 2xx retransmissions (section 13.3.1.4) until the ACK arrives."""
+        the 2xx retransmissions (section 13.3.1.4) until the ACK arrives.
+
+        Returns False (and sends nothing) when the call no longer awaits an answer."""
         call = self._incoming(call_id)
-        assert call.invite_stx is not None
+        if call is None or call.invite_stx is None:
+            return False
         stx = call.invite_stx
         resp = self._respond(stx, 200, now, to_tag=call.local_tag, body=sdp.to_bytes(), contact=True)
         call.local_sdp = sdp
         call.dialog = Dialog.as_uas(call.invite, call.local_tag, call.peer, local_seq=self._initial_cseq())
         call.phase = Phase.ANSWERED
         self._start_retransmit(call, resp, stx.source, call.invite.cseq.seq, now)
+        return True
 
     def reject(
         self,
@@ -768,15 +798,20 @@ class UserAgent:
         now: float,
         reason: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Answer an incoming INVITE with a final error (403 for non-gateways, 486, 480, 603 ...)."""
+    ) -> bool:
+        """Answer an incoming INVITE with a final error (403 for non-gateways, 486, 480, 603 ...;
+        401 with a ``WWW-Authenticate`` from :class:`~ivr.sip.auth.DigestVerifier` to challenge).
+
+        Returns False (and sends nothing) when the call no longer awaits an answer."""
         if not 300 <= status <= 699:
             raise LocalProtocolError("reject needs a status 300-699")
         call = self._incoming(call_id)
-        assert call.invite_stx is not None
+        if call is None or call.invite_stx is None:
+            return False
         self._respond(call.invite_stx, status, now, reason=reason, to_tag=call.local_tag, headers=headers)
         call.phase = Phase.ENDED
         del self._calls[call_id]
+        return True
 
     def _initial_cseq(self) -> int:
         # section 8.1.1.5: any value < 2**31; a random start makes CSeq guessing harder

@@ -527,3 +527,58 @@ def test_parse_dtmf_info_rejects_garbage() -> None:
         parse_dtmf_info(b"Duration=100", "application/dtmf-relay")
     with pytest.raises(ValueError):
         parse_dtmf_info(b"55", "application/dtmf")
+
+
+def test_invite_from_unlisted_source_gets_stateless_403() -> None:
+    """8.2.7: with invite_sources set, other sources get a stateless 403: no event but
+    RequestRejected, no transaction, no retransmission; a retransmitted INVITE gets the same 403."""
+    ua = make_ua(invite_sources=frozenset({"10.0.0.1"}))
+    events = ua.receive(request("INVITE", body=OFFER_SDP), PEER, 0.0)
+    assert events == [ev.RequestRejected(PEER, "INVITE", 403, "Forbidden")]
+    (first,) = ua.datagrams_to_send()
+    ua.receive(request("INVITE", body=OFFER_SDP), PEER, 0.5)
+    (second,) = ua.datagrams_to_send()
+    assert first == second and ua.next_deadline() is None and ua.call_ids == []
+    assert statuses([parse_message(first[0])]) == [403]
+
+
+def test_invite_from_listed_gateway_reaches_engine() -> None:
+    """A listed gateway's INVITE gets 100 and InviteReceived as usual."""
+    ua = make_ua(invite_sources=frozenset({PEER[0]}))
+    incoming_call(ua)
+
+
+def test_commands_on_a_cancelled_call_are_ignored() -> None:
+    """answer/ringing/reject after CANCEL return False and send nothing (a normal race)."""
+    ua = make_ua()
+    inv = incoming_call(ua)
+    ua.receive(request("CANCEL"), PEER, 0.1)
+    sent(ua)
+    assert inv.sdp is not None
+    assert ua.answer(inv.call_id, build_answer(inv.sdp, "127.0.0.1", 5000, session_id=5), 0.2) is False
+    assert ua.ringing(inv.call_id, 0.2) is False and ua.reject(inv.call_id, 486, 0.2) is False
+    assert sent(ua) == []
+
+
+def test_late_offer_answer_comes_in_ack() -> None:
+    """13.2.1: an INVITE without SDP: our 200 carries the offer, the ACK's SDP comes in CallConfirmed."""
+    ua = make_ua()
+    (inv,) = ua.receive(request("INVITE"), PEER, 0.0)
+    assert isinstance(inv, ev.InviteReceived) and inv.sdp is None
+    sent(ua)
+    ua.answer(inv.call_id, build_offer("127.0.0.1", 5000, session_id=3), 0.0)
+    (ok,) = sent(ua)
+    assert isinstance(ok, Response) and ok.to.tag
+    events = ua.receive(request("ACK", branch="z9hG4bK-a", to_tag=ok.to.tag, body=OFFER_SDP), PEER, 0.1)
+    assert len(events) == 1 and isinstance(events[0], ev.CallConfirmed) and events[0].sdp is not None
+    assert ua.remote_sdp(inv.call_id) == events[0].sdp
+
+
+def test_ringing_with_sdp_is_183() -> None:
+    """ringing(sdp=...) sends 183 Session Progress with the early-media SDP and a Contact."""
+    ua = make_ua()
+    inv = incoming_call(ua)
+    assert inv.sdp is not None
+    ua.ringing(inv.call_id, 0.1, build_answer(inv.sdp, "127.0.0.1", 5000, session_id=5))
+    (resp,) = sent(ua)
+    assert isinstance(resp, Response) and resp.status == 183 and resp.body and resp.headers.get("Contact")
