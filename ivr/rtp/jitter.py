@@ -201,6 +201,11 @@ class JitterBuffer:
         faded = (self._last_good.astype(np.int32) >> self._conceal_run).astype(np.int16)
         return PlayoutFrame(faded, FrameKind.CONCEALED)
 
+    @property
+    def delay_s(self) -> float:
+        """The current playout delay target (how far frames lag their arrival), in seconds."""
+        return self.target * self.frame_samples / 8000
+
     def reset(self) -> None:
         """Forget everything (new call, re-INVITE to another stream)."""
         self._frames.clear()

@@ -129,7 +129,7 @@ class MediaLeg:
         if packet.payload_type in self.receiver.event_payload_types:
             for output in self.events.receive(packet, now):
                 if isinstance(output, KeyStarted):
-                    press = self.keys.press(output.key, KeySource.RFC4733, now)
+                    press = self.keys.press(output.key, KeySource.RFC4733, now, started_at=output.onset_at)
                     if press is not None:
                         events.append(press)
                 else:
@@ -157,9 +157,15 @@ class MediaLeg:
         """This tick's 20 ms of received audio for the detectors (call once per 20 ms)."""
         return self.jitter.pull(now)
 
-    def inband_key(self, key: str, now: float) -> KeyPress | None:
-        """The in-band DTMF detector confirmed ``key``: a new press, or None for a duplicate."""
-        return self.keys.press(key, KeySource.INBAND, now)
+    def inband_key(self, key: str, now: float, *, started_at: float | None = None) -> KeyPress | None:
+        """The in-band DTMF detector reported ``key``: a new press, or None for a duplicate.
+
+        Pass ``started_at`` = the detector's tone start (``DtmfEvent.start_ms / 1000`` on the
+        engine's clock): the detector reports when the tone *ends*, and dedup against RFC 4733 is
+        by onset. The jitter-buffer delay is subtracted here (the detector saw the audio that late).
+        """
+        onset = (now if started_at is None else started_at) - self.jitter.delay_s
+        return self.keys.press(key, KeySource.INBAND, now, started_at=onset)
 
     def info_key(self, key: str, now: float) -> KeyPress | None:
         """A SIP INFO (application/dtmf-relay or application/dtmf) carried ``key``."""

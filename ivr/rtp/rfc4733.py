@@ -85,12 +85,16 @@ class TelephoneEventPayload:
 
 @dataclass(frozen=True, slots=True)
 class KeyStarted:
-    """The first packet of a DTMF event arrived: feed this to the key normalizer (one per press)."""
+    """The first packet of a DTMF event arrived: feed this to the key normalizer (one per press).
+
+    ``onset_at`` estimates when the tone began: arrival minus the duration the packet reports as
+    already elapsed (so a lost start packet does not move the onset)."""
 
     key: str
     rtp_timestamp: int
     ssrc: int
     at: float
+    onset_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +206,8 @@ class TelephoneEventReceiver:
         )
         key = event_to_key(block.event)
         if key is not None:
-            out.append(KeyStarted(key=key, rtp_timestamp=packet.timestamp, ssrc=packet.ssrc, at=now))
+            onset = now - block.duration / self._clock_rate_hz
+            out.append(KeyStarted(key, packet.timestamp, packet.ssrc, at=now, onset_at=onset))
         if block.end:
             out.extend(self._finish(now, end_seen=True))
         return out

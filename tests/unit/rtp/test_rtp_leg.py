@@ -138,3 +138,12 @@ def test_arbitrary_packets_never_escape_the_leg(items: list[tuple[int, int, int,
         fac.receive(RtpPacket(pt, seq, ts, ssrc, payload), FAC, now)
         fac.handle_timer(now)
         assert fac.pull_frame(now).samples.shape == (160,)
+
+
+def test_held_key_inband_report_at_tone_end_counts_once() -> None:
+    """RFC 4733 start at 1.0 s; the detector reports at 1.9 s with start 1.04 s (jitter delay
+    included): one press."""
+    leg = make(Leg.CALLED, CALLED)
+    presses = [e for p in key_packets(1, 1, 0)[:1] for e in leg.receive(p, CALLED, 1.0).events]
+    assert len(presses) == 1
+    assert leg.inband_key("1", 1.9, started_at=1.0 + leg.jitter.delay_s) is None
