@@ -32,12 +32,15 @@ Public API (import from the submodules)
 
 ``ivr.rtp.rfc4733`` (RFC 4733)
     ``TelephoneEventReceiver(end_timeout_s=0.3)``: ``receive(packet, now) -> [KeyStarted | KeyEnded
-    | FlashEvent]`` (exactly one KeyStarted and one KeyEnded per event), ``next_deadline()``,
-    ``handle_timer(now)``. ``TelephoneEventSender`` is used by ``RtpSender.send_key``.
+    | FlashEvent]`` (exactly one KeyStarted, with ``onset_at``, and one KeyEnded per event),
+    ``next_deadline()``, ``handle_timer(now)``. ``TelephoneEventSender`` is used by ``RtpSender.send_key``.
 
 ``ivr.rtp.keys`` (ACC-5, DESIGN.md section 3)
-    ``KeyNormalizer(leg, window_s=0.2)``: ``feed(key, source, now) -> bool`` (new press?),
-    ``press(key, source, now) -> KeyPress | None``; ``normalize_key(raw) -> str | None``.
+    ``KeyNormalizer(leg, window_s=0.2, retention_s=10)``:
+    ``feed(key, source, now, *, started_at=None) -> bool`` (new press?),
+    ``press(key, source, now, *, started_at=None) -> KeyPress | None``; ``normalize_key(raw)``.
+    De-duplication compares press *onsets*: pass ``started_at`` when a source reports late
+    (the in-band detector reports at the tone's end).
 
 ``ivr.rtp.jitter``
     ``JitterBuffer(initial_delay_frames=2, ...)``: ``push(timestamp, samples, now)``,
@@ -48,11 +51,13 @@ Public API (import from the submodules)
     ``relay(packet, now) -> RtpPacket | None`` (payload untouched when codecs match).
 
 ``ivr.rtp.leg`` (the per-leg bundle the engine holds)
-    ``MediaLeg(leg, rng, now, RemoteMedia(address, codec, telephone_event_pt))``:
+    ``MediaLeg(leg, rng, now, RemoteMedia(address, codec, telephone_event_pt,
+    local_telephone_event_pt))``:
     ``receive(packet, source, now) -> Received(verdict, events, relay)`` where events are
     ``KeyPress`` (normalized), ``KeyEnded``, ``FlashEvent`` and ``relay`` are packets for the
-    other leg; ``pull_frame(now)`` for the detectors; ``inband_key(key, now)``,
-    ``info_key(key, now)``; ``next_deadline()``/``handle_timer(now)``;
+    other leg; ``pull_frame(now)`` for the detectors;
+    ``inband_key(key, now, started_at=DtmfEvent.start_ms / 1000)``, ``info_key(key, now)``;
+    ``next_deadline()``/``handle_timer(now)``;
     ``media_timeout(now, timeout_s)``; ``bridge_to(other)``, ``unbridge()``; ``sender``;
     ``destination``; ``update_remote(RemoteMedia)`` on re-INVITE.
 
@@ -60,4 +65,6 @@ Public API (import from the submodules)
     ``await RtpEndpoint.open(on_packet, host="127.0.0.1", port=0, port_range=None)``;
     ``start_paced(sender, destination_or_callable, on_sent=None)``, ``stop_paced()``,
     ``send(packet, addr)``, ``local_address``, ``close()``.
+    ``RtpPacer(loop)``: ``add(endpoint, sender, destination)``, ``remove(sender)``: one shared
+    20 ms timer for all streams (preferred with many calls; see bench/rtp_pacing.py).
 """
