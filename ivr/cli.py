@@ -18,6 +18,7 @@ from ivr.log import configure
 # Modules that add subcommands. Each has ``register(subparsers: argparse._SubParsersAction) -> None``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "ivr.replay",
+    "ivr.serve",
     "ivr.prompts.cli",
     "ivr.detect.cli",
     "ledger.cli", "ivr.roster",

@@ -248,8 +248,8 @@ def _limit(table: _Table, name: str) -> Limit:
     if sub.boolean("untimed", False):
         sub.finish()
         return Limit(None, None)
-    weekday = sub.integer("weekday_s", required=True, lo=60, hi=24 * 3600)
-    weekend = sub.integer("weekend_s", weekday, lo=60, hi=24 * 3600)
+    weekday = sub.integer("weekday_s", required=True, lo=10, hi=24 * 3600)
+    weekend = sub.integer("weekend_s", weekday, lo=10, hi=24 * 3600)
     sub.finish()
     return Limit(weekday, weekend)
 

@@ -69,10 +69,12 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 _DIALPLAN_CACHE: dict[tuple[str, str], Dialplan] = {}
 
 
-def _resolve_dialplan(spec: Any, overrides: Mapping[str, Any], flow_path: Path, where: str) -> Dialplan:
+def _resolve_dialplan(spec: Any, overrides: Mapping[str, Any], flow_path: Path, where: str,
+                      source: str | None = None) -> Dialplan:
     over_key = json.dumps(overrides, sort_keys=True)
     if isinstance(spec, Mapping):
-        return parse_dialplan(_merge(spec, overrides), f"{flow_path} (embedded dialplan)")
+        # A recorded call embeds the dialplan it ran with and names where it came from.
+        return parse_dialplan(_merge(spec, overrides), source or f"{flow_path} (embedded dialplan)")
     if not isinstance(spec, str) or not spec:
         raise InputError("dialplan must be a facility id, a .toml path or a table", where=f"{where}: dialplan")
     cache_key = (str(flow_path.parent) + "|" + spec, over_key)
@@ -124,7 +126,9 @@ def load_flow(path: str | Path) -> Flow:
     overrides = header.get("dialplan_overrides", {})
     if not isinstance(overrides, Mapping):
         raise InputError("dialplan_overrides must be a table", where=f"{p}:{number}")
-    plan = _resolve_dialplan(header.get("dialplan"), overrides, p, f"{p}:{number}")
+    source = header.get("dialplan_source")
+    plan = _resolve_dialplan(header.get("dialplan"), overrides, p, f"{p}:{number}",
+                             source if isinstance(source, str) else None)
     expect = header.get("expect", {})
     if not isinstance(expect, Mapping):
         raise InputError("expect must be an object", where=f"{p}:{number}")

@@ -33,6 +33,7 @@ def journal_header(machine: CallMachine, *, name: str | None = None, embed_dialp
         "name": name or machine.call_id,
         "description": f"recorded call {machine.call_id} at {plan.facility.id}",
         "dialplan": dict(plan.raw) if embed_dialplan else plan.facility.id,
+        "dialplan_source": plan.source,
     }
     if machine.record is not None:
         header["expect"] = {

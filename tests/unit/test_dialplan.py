@@ -59,7 +59,7 @@ BAD = [
     ("acceptance.attempts", 0, "acceptance.attempts"),
     ("acceptance.digit_timeout_s", "eight", "acceptance.digit_timeout_s"),
     ("acceptance.barge_inn", True, "acceptance.barge_inn"),
-    ("limits.standard.weekday_s", 10, "limits.standard.weekday_s"),
+    ("limits.standard.weekday_s", 5, "limits.standard.weekday_s"),
     ("limits.standard", _DELETE, "limits.standard"),
     ("disconnect.silence.disconnect_after_s", 20, "disconnect.silence.disconnect_after_s"),
     ("disconnect.hold.action", "explode", "disconnect.hold.action"),

@@ -1,0 +1,503 @@
+"""The B2BUA service (DESIGN.md sections 1, 5): facility leg in, trunk leg out, one CallMachine per call.
+
+Runs on asyncio: one SIP socket (ivr.net.sip_udp) for both sides, two RTP sockets per call
+(ivr.net.rtp_udp), one shared 20 ms pacer for every stream we send, one 20 ms media tick that
+pulls every leg's received audio and runs the detectors batched over all legs at once
+(ivr.detect.bank.BatchedDetectorBank), and one worker thread for the ledger and the roster (SQL),
+which keeps each call's money operations in the order the machine ordered them.
+
+Security: INVITEs are accepted only from configured facility gateways (source address); anything
+else gets 403. ``X-Inmate-Id`` is trusted because only gateways get this far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import random
+import secrets
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr.call import events as ev
+from ivr.dialplan import E164, Dialplan, load_dialplan, load_dialplans
+from ivr.log import bind_call, get_logger
+from ivr.net.rtp_udp import RtpEndpoint, RtpPacer
+from ivr.net.runner import FRAME, CallSession, LegIO, remote_media
+from ivr.net.sip_udp import SipUdpEndpoint, open_sip_endpoint
+from ivr.rtp.leg import MediaLeg
+from ivr.sip import events as sip
+from ivr.sip.sdp import NoCommonCodecError, build_answer, build_offer, is_hold
+from ivr.sip.useragent import UAConfig, UserAgent
+from ivr.types import Leg
+
+log = get_logger("ivr.engine")
+
+Addr = tuple[str, int]
+TICK_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A facility gateway allowed to send us INVITEs, and the facility (dialplan) its calls belong to."""
+
+    host: str
+    facility_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    listen: Addr = ("127.0.0.1", 5060)
+    gateways: tuple[Gateway, ...] = ()
+    trunk: Addr = ("127.0.0.1", 5070)
+    trunk_host: str | None = None  # the host part of the Request-URI (default: the trunk's address)
+    trunk_username: str | None = None
+    trunk_password: str | None = None
+    register: bool = False
+    dialplans: tuple[Path, ...] = ()  # dialplan files; or every *.toml of dialplans_dir
+    dialplans_dir: Path | None = None
+    db_url: str = "sqlite:///ivr.db"
+    recordings_dir: Path = Path("recordings")
+    rtp_host: str = "127.0.0.1"
+    rtp_port_range: tuple[int, int] | None = None
+    prompts_dir: Path | None = None
+    check_rate_caps: bool = True
+
+
+@dataclass(slots=True)
+class EngineStats:
+    calls_started: int = 0
+    calls_ended: int = 0
+    rejected_403: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class DetectorPool:
+    """Rows of batched detector banks, one bank family per dialplan's detector settings."""
+
+    ROWS = 32
+
+    def __init__(self) -> None:
+        self._banks: dict[int, list[Any]] = {}
+        self._free: dict[int, list[tuple[Any, int]]] = {}
+        self._users: dict[tuple[int, int], tuple[CallSession, LegIO]] = {}
+
+    def attach(self, session: CallSession, io: LegIO) -> None:
+        from ivr.detect.bank import BatchedDetectorBank
+        from ivr.detect.config import DetectorConfigs
+
+        configs = session.plan.detectors if isinstance(session.plan.detectors, DetectorConfigs) else DetectorConfigs()
+        key = id(session.plan)
+        free = self._free.setdefault(key, [])
+        if not free:
+            bank = BatchedDetectorBank(self.ROWS, configs)
+            self._banks.setdefault(key, []).append(bank)
+            free.extend((bank, row) for row in range(self.ROWS - 1, -1, -1))
+        bank, row = free.pop()
+        # One clock for every row: the engine's monotonic ms; a row's stream starts at attach time.
+        io.origin_ms = round(session.engine.now() * 1000)
+        bank.reset_row(row, io.origin_ms)
+        io.detector = (bank, row)
+        self._users[(id(bank), row)] = (session, io)
+
+    def detach(self, io: LegIO) -> None:
+        if io.detector is None:
+            return
+        bank, row = io.detector
+        io.detector = None
+        self._users.pop((id(bank), row), None)
+        for key, banks in self._banks.items():
+            if any(b is bank for b in banks):
+                self._free.setdefault(key, []).append((bank, row))
+                return
+
+    def tick(self, now: float) -> None:
+        """Pull 20 ms from every attached leg, run each bank once, hand the events to the calls."""
+        frames_by_bank: dict[int, tuple[Any, np.ndarray]] = {}
+        for (bank_id, row), (session, io) in list(self._users.items()):
+            if io.media is None:
+                continue
+            samples = io.media.pull_frame(now).samples
+            session.on_frame(io, samples, now)
+            if io.detector is None:  # the frame ended the leg
+                continue
+            bank = io.detector[0]
+            entry = frames_by_bank.get(bank_id)
+            if entry is None:
+                entry = (bank, np.zeros((bank.channels, FRAME), dtype=np.int16))
+                frames_by_bank[bank_id] = entry
+            entry[1][row] = samples
+        for bank_id, (bank, frames) in frames_by_bank.items():
+            # Every row of a bank shares the bank's clock; a row's events count from its attach time.
+            rows_events = bank.feed(frames, round(now * 1000))
+            for row, events in enumerate(rows_events):
+                if not events:
+                    continue
+                user = self._users.get((bank_id, row))
+                if user is not None:
+                    session, io = user
+                    for event in events:
+                        session.engine.detector_event(session, io, event)
+
+
+class Engine:
+    """The live engine. ``await start()``; ``await stop()`` ends every call cleanly."""
+
+    def __init__(self, config: EngineConfig, *, ledger: Any = None, roster: Any = None) -> None:
+        self.config = config
+        self.loop = asyncio.get_event_loop()
+        self.plans = self._load_plans()
+        self._ledger = ledger
+        self._roster = roster
+        self.prompts_dir = config.prompts_dir
+        self.sessions: dict[str, CallSession] = {}
+        self._sip_legs: dict[str, tuple[CallSession, Leg]] = {}
+        self.detectors = DetectorPool()
+        self.pacer: RtpPacer
+        self.sip: SipUdpEndpoint
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivr-ledger")
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_origin = 0.0
+        self._tick_n = 0
+        self.stats = EngineStats()
+        self.on_record: list[Callable[[dict[str, Any], Path], None]] = []
+        self._stopping = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # ------------------------------------------------------------------ setup
+
+    def _load_plans(self) -> dict[str, Dialplan]:
+        as_of = dt.date.today() if self.config.check_rate_caps else None
+        plans: dict[str, Dialplan] = {}
+        if self.config.dialplans_dir is not None:
+            plans.update(load_dialplans(self.config.dialplans_dir, as_of=as_of))
+        for path in self.config.dialplans:
+            plan = load_dialplan(path, as_of=as_of)
+            plans[plan.facility.id] = plan
+        return plans
+
+    @property
+    def ledger(self) -> Any:
+        if self._ledger is None:
+            from ledger.service import LedgerService
+
+            self._ledger = LedgerService(self.config.db_url)
+        return self._ledger
+
+    @property
+    def roster(self) -> Any:
+        if self._roster is None:
+            from ivr.roster import Roster
+
+            self._roster = Roster(self.config.db_url)
+        return self._roster
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        credentials = None
+        if self.config.trunk_username:
+            from ivr.sip.useragent import Credentials
+
+            credentials = Credentials(self.config.trunk_username, self.config.trunk_password or "")
+        ua = UserAgent(UAConfig(local_addr=self.config.listen, credentials=credentials,
+                                outbound_proxy=self.config.trunk))
+        self.sip = await open_sip_endpoint(ua, self.config.listen, self._on_sip, loop=self.loop)
+        self.pacer = RtpPacer(self.loop)
+        # Touch the ledger and roster now: a bad database URL fails at start, not on the first call.
+        await self.loop.run_in_executor(self._worker, lambda: (self.ledger, self.roster))
+        if self.config.register and self.config.trunk_username:
+            host = self.config.trunk_host or self.config.trunk[0]
+            aor = f"sip:{self.config.trunk_username}@{host}"
+            registrar = f"sip:{host}"
+            self.sip.command(lambda ua, now: ua.register(registrar, aor, now, dest=self.config.trunk))
+        self._tick_origin = self.loop.time()
+        self._schedule_tick()
+        log.info("engine_started", listen=f"{self.sip.local_addr[0]}:{self.sip.local_addr[1]}",
+                 facilities=sorted(self.plans), trunk=f"{self.config.trunk[0]}:{self.config.trunk[1]}")
+
+    @property
+    def sip_address(self) -> Addr:
+        return self.sip.local_addr
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM: every call ends now (settled; free if not yet accepted), then the sockets close."""
+        self._stopping = True
+        for session in list(self.sessions.values()):
+            with bind_call(session.call_id):
+                session.feed(ev.ShutdownRequested("engine stopping"))
+        deadline = self.loop.time() + timeout_s
+        while self.sessions and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        # Let the BYEs and the ledger's last writes go out.
+        await self.loop.run_in_executor(self._worker, lambda: None)
+        await asyncio.sleep(0.1)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self.sip.close()
+        self._worker.shutdown(wait=True)
+        log.info("engine_stopped", calls=self.stats.calls_started)
+
+    def install_signal_handlers(self, done: asyncio.Event) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, done.set)
+
+    # ------------------------------------------------------------------ work off the loop
+
+    def background(self, session: CallSession, work: Callable[[], Any], deliver: bool | None = True) -> None:
+        """Run ledger/roster work on the worker thread (in order); feed its event back to the call."""
+        future = self.loop.run_in_executor(self._worker, work)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            try:
+                result = f.result()
+            except Exception:
+                log.exception("background_failed", call_id=session.call_id)
+                return  # the machine's own deadline (ledger_timeout_s) decides what happens next
+            if deliver and isinstance(result, _EVENT_CLASSES):
+                with bind_call(session.call_id):
+                    session.feed(result)
+
+        future.add_done_callback(done)
+
+    # ------------------------------------------------------------------ SIP
+
+    def _gateway(self, source: Addr) -> Gateway | None:
+        return next((g for g in self.config.gateways if g.host == source[0]), None)
+
+    def _on_sip(self, events: list[sip.UAEvent]) -> None:
+        for event in events:
+            try:
+                self._sip_event(event)
+            except Exception:
+                log.exception("sip_event_failed", event=type(event).__name__)
+
+    def _sip_event(self, event: sip.UAEvent) -> None:
+        if isinstance(event, sip.InviteReceived):
+            self._invite(event)
+            return
+        call_id = getattr(event, "call_id", None)
+        if call_id is None or call_id not in self._sip_legs:
+            return
+        session, leg = self._sip_legs[call_id]
+        with bind_call(session.call_id, leg.value):
+            self._leg_event(session, leg, event)
+
+    def _leg_event(self, session: CallSession, leg: Leg, event: sip.UAEvent) -> None:
+        io = session.legs[leg]
+        if isinstance(event, sip.CallRinging):
+            session.feed(ev.CalledRinging())
+        elif isinstance(event, sip.CallAnswered):
+            if event.sdp is not None and io.local_sdp is not None:
+                try:
+                    io.media = MediaLeg(leg, random.Random(), self.now(), remote_media(io.local_sdp, event.sdp))
+                except NoCommonCodecError:
+                    log.warning("no_common_codec", call_id=session.call_id)
+            session._start_media(io)
+            session.feed(ev.CalledAnswered())
+        elif isinstance(event, sip.CallFailed):
+            if leg is Leg.CALLED:
+                if event.status in (486, 600):
+                    session.feed(ev.CalledBusy(event.status))
+                else:
+                    session.feed(ev.CalledFailed(event.status, event.reason))
+            else:
+                session.feed(ev.HangupReceived(leg))
+        elif isinstance(event, sip.CallCancelled | sip.ByeReceived):
+            session.feed(ev.HangupReceived(leg))
+        elif isinstance(event, sip.KeyReceived):
+            if io.media is not None:
+                press = io.media.info_key(event.key, self.now())
+                if press is not None:
+                    session.feed(ev.KeyPressed(press.key, leg, press.source))
+        elif isinstance(event, sip.HoldDetected):
+            m = event.sdp.audio()
+            session.feed(ev.HoldDetected(leg, {
+                "signal": "re-INVITE", "direction": str(event.sdp.stream_direction(m).value) if m else "none",
+                "connection": (event.sdp.stream_address(m) if m else None) or "", "rule": "RFC 3264 section 8.4"}))
+        elif isinstance(event, sip.TransferRequested):
+            session.feed(ev.TransferRequested(leg, {"signal": "REFER", "refer_to": event.refer_to}))
+        elif isinstance(event, sip.MediaUpdated) and io.media is not None and not is_hold(event.remote_sdp):
+            with contextlib.suppress(NoCommonCodecError):  # the UA already answered 488
+                io.media.update_remote(remote_media(event.local_sdp, event.remote_sdp))
+
+    def _invite(self, event: sip.InviteReceived) -> None:
+        gateway = self._gateway(event.source)
+        if gateway is None or self._stopping:
+            status = 403 if gateway is None else 503
+            self.stats.rejected_403 += gateway is None
+            self.sip.command(lambda ua, now: ua.reject(event.call_id, status, now))
+            return
+        plan = self.plans.get(gateway.facility_id)
+        number = _user_part(event.request_uri)
+        if plan is None or not E164.match(number) or event.sdp is None:
+            status = 404 if plan is None or not E164.match(number) else 488
+            self.sip.command(lambda ua, now: ua.reject(event.call_id, status, now))
+            return
+        call_id = _new_call_id()
+        folder = self.config.recordings_dir / call_id
+        self._spawn(self._open_facility_leg(event, plan, call_id, folder, number))
+
+    async def _open_facility_leg(self, event: sip.InviteReceived, plan: Dialplan, call_id: str, folder: Path,
+                                 number: str) -> None:
+        holder: dict[str, Any] = {}
+        endpoint = await RtpEndpoint.open(
+            lambda p, s, t: holder["s"].on_rtp(holder["io"], p, s, t) if "s" in holder else None,
+            host=self.config.rtp_host, port_range=self.config.rtp_port_range)
+        io = LegIO(Leg.FACILITY, endpoint, sip_call_id=event.call_id)
+        host, port = endpoint.local_address
+        assert event.sdp is not None
+        try:
+            answer = build_answer(event.sdp, host, port, session_id=secrets.randbelow(2**31))
+            io.local_sdp = answer
+            io.media = MediaLeg(Leg.FACILITY, random.Random(), self.now(), remote_media(answer, event.sdp))
+        except NoCommonCodecError:
+            endpoint.close()
+            self.sip.command(lambda ua, now: ua.reject(event.call_id, 488, now))
+            return
+        session = CallSession(self, plan, call_id, io, folder)
+        holder["s"], holder["io"] = session, io
+        self.sessions[call_id] = session
+        self._sip_legs[event.call_id] = (session, Leg.FACILITY)
+        self.stats.calls_started += 1
+        started_at = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        with bind_call(call_id, "facility"):
+            log.info("call_started", number=number, gateway=event.source[0], facility=plan.facility.id)
+            session.feed(ev.CallStarted(call_id, number, started_at, event.inmate_id))
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a coroutine; keep a reference until it is done (asyncio only keeps weak ones)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def place_call(self, session: CallSession, number: str) -> None:
+        self._spawn(self._place_call(session, number))
+
+    async def _place_call(self, session: CallSession, number: str) -> None:
+        holder: dict[str, Any] = {}
+        endpoint = await RtpEndpoint.open(
+            lambda p, s, t: session.on_rtp(holder["io"], p, s, t) if "io" in holder else None,
+            host=self.config.rtp_host, port_range=self.config.rtp_port_range)
+        io = LegIO(Leg.CALLED, endpoint)
+        holder["io"] = io
+        session.legs[Leg.CALLED] = io
+        host, port = endpoint.local_address
+        offer = build_offer(host, port, session_id=secrets.randbelow(2**31))
+        io.local_sdp = offer
+        trunk_host = self.config.trunk_host or self.config.trunk[0]
+        uri = f"sip:{number}@{trunk_host}"
+        if session.machine.ended:
+            endpoint.close()
+            return
+        sip_id = self.sip.command(lambda ua, now: ua.invite(uri, offer, now, dest=self.config.trunk))
+        io.sip_call_id = sip_id
+        self._sip_legs[sip_id] = (session, Leg.CALLED)
+
+    # ------------------------------------------------------------------ media tick
+
+    def _schedule_tick(self) -> None:
+        self._tick_n += 1
+        at = self._tick_origin + self._tick_n * TICK_S
+        now = self.loop.time()
+        if at < now - 0.2:  # we fell far behind: resynchronise instead of bursting
+            self._tick_n = int((now - self._tick_origin) / TICK_S) + 1
+            at = self._tick_origin + self._tick_n * TICK_S
+        self._tick_handle = self.loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        try:
+            self.detectors.tick(now)
+            for session in list(self.sessions.values()):
+                with bind_call(session.call_id):
+                    for io in list(session.legs.values()):
+                        if io.media is None:
+                            continue
+                        session.prompts_finished(io)
+                        for item in io.media.handle_timer(now) if _due(io.media.next_deadline(), now) else []:
+                            session._leg_event(io, item)
+                    if self._tick_n % 25 == 0:
+                        self._check_media(session, now)
+        except Exception:
+            log.exception("tick_failed")
+        self._schedule_tick()
+
+    def _check_media(self, session: CallSession, now: float) -> None:
+        timeout = session.plan.policies.media_timeout_s
+        for io in session.legs.values():
+            if io.media is None or session.ended:
+                continue
+            timed_out = io.media.media_timeout(now, timeout)
+            if timed_out is not None:
+                session.feed(ev.MediaTimeout(io.leg, timed_out.evidence))
+
+    def detector_event(self, session: CallSession, io: LegIO, event: Any) -> None:
+        from ivr.detect import events as det
+
+        with bind_call(session.call_id, io.leg.value):
+            now_ms = round(self.now() * 1000)
+            if isinstance(event, det.DtmfEvent):
+                if io.media is not None:
+                    press = io.media.inband_key(event.digit, self.now())
+                    if press is not None:
+                        session.feed(ev.KeyPressed(press.key, io.leg, press.source))
+            elif isinstance(event, det.SilenceStarted):
+                session.feed(ev.SilenceDetected(io.leg, max(0, now_ms - event.start_ms), event.evidence()))
+            elif isinstance(event, det.SilenceEnded):
+                session.feed(ev.SpeechDetected(io.leg))
+            elif isinstance(event, det.ToneEvent) and event.name == "call_waiting":
+                session.feed(ev.CallWaitingTone(io.leg, dict(event.evidence(), tone=event.name)))
+            elif isinstance(event, det.HookflashEvent):
+                session.feed(ev.HookflashDetected(io.leg, event.evidence()))
+            elif isinstance(event, det.NoiseStarted):
+                session.feed(ev.NoiseDetected(io.leg, event.evidence()))
+
+    # ------------------------------------------------------------------ the end of a call
+
+    def call_ended(self, session: CallSession, record: dict[str, Any]) -> None:
+        self.stats.calls_ended += 1
+        outcome = str(record.get("outcome"))
+        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        log.info("call_ended", call_id=session.call_id, outcome=outcome, reason=record.get("reason"),
+                 billed_seconds=record.get("billed_seconds"))
+        for hook in self.on_record:
+            hook(record, session.folder)
+        self.loop.call_later(1.0, self._forget, session)
+
+    def _forget(self, session: CallSession) -> None:
+        """Close the call's sockets a moment after its end (late retransmissions still find a home)."""
+        for io in session.legs.values():
+            self.detectors.detach(io)
+            io.endpoint.close()
+            if io.sip_call_id is not None:
+                self._sip_legs.pop(io.sip_call_id, None)
+        self.sessions.pop(session.call_id, None)
+
+
+_EVENT_CLASSES = tuple(ev.EVENT_TYPES.values())
+
+
+def _due(deadline: float | None, now: float) -> bool:
+    return deadline is not None and deadline <= now
+
+
+def _user_part(uri: str) -> str:
+    """``sip:+15551234567@host;params`` -> ``+15551234567``."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    return rest.split("@", 1)[0].split(";", 1)[0]
+
+
+def _new_call_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{secrets.token_hex(4)}"
+
