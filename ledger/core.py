@@ -313,8 +313,8 @@ class LedgerCore:
             )
             if amounts.posted_minor > 0:
                 # Distribute the posted charge from clearing to revenue, each tax and each fee (REG-2).
-                for index, line in enumerate(amounts.lines):
-                    tx.insert(
+                tx.insert_many(
+                    [
                         TransferRow(
                             id=rules.line_transfer_id(call_id, index),
                             debit_account_id=rules.CLEARING,
@@ -326,7 +326,9 @@ class LedgerCore:
                             call_id=call_id,
                             label=f"{line.kind}:{line.name}",
                         )
-                    )
+                        for index, line in enumerate(amounts.lines)
+                    ]
+                )
                 tx.update(AccountRow, call.account_id, last_activity_at=at)  # ACT-5: a paid call
             tx.update(
                 CallRow,
@@ -353,13 +355,11 @@ class LedgerCore:
             )
 
     def _locked_call(self, tx: Tx, call_id: str) -> CallRow:
-        call = tx.get(CallRow, call_id)
-        if call is None:
+        if tx.lock_call_account(call_id) is None:
             raise KeyError(f"no hold for call {call_id!r}: authorize it first")
-        tx.lock_account(call.account_id)
-        again = tx.get(CallRow, call_id)  # re-read under the lock: a concurrent settle may have won
-        assert again is not None
-        return again
+        call = tx.get(CallRow, call_id)  # read under the lock: a concurrent settle's result is visible
+        assert call is not None
+        return call
 
     def void(self, call_id: str, reason: str, at: datetime) -> None:
         self._retry(lambda: self._void(call_id, reason, at))

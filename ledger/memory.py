@@ -46,6 +46,14 @@ class _MemoryTx:
             raise DuplicateKeyError(f"{kind.__name__} {key!r} exists")
         table[key] = row
 
+    def insert_many(self, rows: list[Row]) -> None:
+        for row in rows:
+            self.insert(row)
+
+    def lock_call_account(self, call_id: str) -> AccountRow | None:
+        call = self.tables[CallRow].get(call_id)
+        return None if call is None else self.get(AccountRow, call.account_id)
+
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None:
         rows = self.tables[table]
         rows[key] = dataclasses.replace(rows[key], **fields)

@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import models
@@ -78,7 +78,9 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip per transaction; a dead connection fails the
+    # transaction, which the caller retries (every operation is idempotent).
+    return create_engine(url, pool_size=20, max_overflow=40, pool_recycle=3600)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -108,6 +110,74 @@ def migrate(engine: Engine) -> tuple[str | None, str | None]:
     return before, head
 
 
+class _Statements:
+    """Statements built once and executed with bound parameters: building SQLAlchemy expressions per
+    call was the largest cost of a cycle (measured with cProfile in bench/ledger.py's loop)."""
+
+    def __init__(self) -> None:
+        self.get = {kind: select(t).where(t.c[KEYS[kind]] == bindparam("k")) for kind, t in TABLES.items()}
+        self.insert = {kind: t.insert() for kind, t in TABLES.items()}
+        self.find: dict[tuple[type[Any], tuple[str, ...]], Any] = {}
+        self.update: dict[tuple[type[Any], tuple[str, ...]], Any] = {}
+        a, n, c = ACCOUNTS.c, NUMBERS.c, CALLS.c
+        self.lock_account = select(ACCOUNTS).where(a.id == bindparam("k")).with_for_update()
+        self.lock_call_account = (
+            select(ACCOUNTS)
+            .where(a.id == select(c.account_id).where(c.call_id == bindparam("k")).scalar_subquery())
+            .with_for_update()
+        )
+        balance = (
+            update(ACCOUNTS)
+            .where(a.id == bindparam("k"))
+            .values(
+                debits_pending=a.debits_pending + bindparam("dpe"),
+                debits_posted=a.debits_posted + bindparam("dpo"),
+                credits_posted=a.credits_posted + bindparam("cpo"),
+            )
+        )
+        self.balance = balance
+        # The conditional UPDATE of DESIGN.md section 6: debits never exceed posted credits.
+        self.balance_covered = balance.where(
+            (a.credits_posted + bindparam("cpo"))
+            - (a.debits_posted + bindparam("dpo"))
+            - (a.debits_pending + bindparam("dpe"))
+            >= 0
+        )
+        self.account_for_number = select(n.account_id).where(n.number == bindparam("k"), n.active.is_(True))
+        self.collect_account_for = select(ACCOUNTS).where(a.billing_number == bindparam("k"))
+        self.posted_since = select(func.coalesce(func.sum(c.posted_minor), 0)).where(
+            c.account_id == bindparam("k"), c.status == "settled", c.ended_at >= bindparam("since")
+        )
+        self.expired_holds = select(c.call_id).where(c.status == "held", c.hold_expires_at < bindparam("now"))
+
+    def find_stmt(self, kind: type[Any], names: tuple[str, ...]) -> Any:
+        stmt = self.find.get((kind, names))
+        if stmt is None:
+            t = TABLES[kind]
+            stmt = select(t)
+            for name in names:
+                stmt = stmt.where(t.c[name] == bindparam(f"w_{name}"))
+            order = t.c["at"] if "at" in t.c else t.c[KEYS[kind]]
+            stmt = stmt.order_by(order, t.c[KEYS[kind]])
+            self.find[(kind, names)] = stmt
+        return stmt
+
+    def update_stmt(self, kind: type[Any], names: tuple[str, ...]) -> Any:
+        stmt = self.update.get((kind, names))
+        if stmt is None:
+            t = TABLES[kind]
+            stmt = (
+                update(t)
+                .where(t.c[KEYS[kind]] == bindparam("k"))
+                .values({name: bindparam(f"v_{name}", type_=t.c[name].type) for name in names})
+            )
+            self.update[(kind, names)] = stmt
+        return stmt
+
+
+STATEMENTS = _Statements()
+
+
 class _SqlTx:
     def __init__(self, conn: Connection, postgres: bool) -> None:
         self.conn = conn
@@ -118,37 +188,47 @@ class _SqlTx:
         return kind(**dict(mapping))
 
     def get(self, table: type[R], key: str | int) -> R | None:
-        t = TABLES[table]
-        found = self.conn.execute(select(t).where(t.c[KEYS[table]] == key)).first()
+        found = self.conn.execute(STATEMENTS.get[table], {"k": key}).first()
         return None if found is None else self._row(table, found._mapping)
 
     def find(self, table: type[R], **eq: Any) -> list[R]:
-        t = TABLES[table]
-        stmt = select(t)
-        for name, value in eq.items():
-            stmt = stmt.where(t.c[name] == value)
-        order = t.c["at"] if "at" in t.c else t.c[KEYS[table]]
-        stmt = stmt.order_by(order, t.c[KEYS[table]])
-        return [self._row(table, r._mapping) for r in self.conn.execute(stmt)]
+        names = tuple(sorted(eq))
+        params = {f"w_{name}": eq[name] for name in names}
+        rows = self.conn.execute(STATEMENTS.find_stmt(table, names), params)
+        return [self._row(table, r._mapping) for r in rows]
 
     def insert(self, row: Row) -> None:
-        values = dataclasses.asdict(row)
-        key = KEYS[type(row)]
-        if values[key] is None:
-            del values[key]  # autoincrement
+        self.insert_many([row])
+
+    def insert_many(self, rows: list[Row]) -> None:
+        """Rows of one type in one statement (executemany)."""
+        if not rows:
+            return
+        kind = type(rows[0])
+        key = KEYS[kind]
+        values = []
+        for row in rows:
+            value = dataclasses.asdict(row)
+            if value[key] is None:
+                del value[key]  # autoincrement
+            values.append(value)
         try:
             # No savepoint: a duplicate aborts the whole transaction, and the caller retries it whole.
-            self.conn.execute(TABLES[type(row)].insert(), values)
+            self.conn.execute(STATEMENTS.insert[kind], values)
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from exc
 
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None:
-        t = TABLES[table]
-        self.conn.execute(update(t).where(t.c[KEYS[table]] == key).values(**fields))
+        names = tuple(sorted(fields))
+        params = {f"v_{name}": fields[name] for name in names}
+        self.conn.execute(STATEMENTS.update_stmt(table, names), {"k": key, **params})
 
     def lock_account(self, account_id: str) -> AccountRow | None:
-        stmt = select(ACCOUNTS).where(ACCOUNTS.c.id == account_id).with_for_update()
-        found = self.conn.execute(stmt).first()
+        found = self.conn.execute(STATEMENTS.lock_account, {"k": account_id}).first()
+        return None if found is None else self._row(AccountRow, found._mapping)
+
+    def lock_call_account(self, call_id: str) -> AccountRow | None:
+        found = self.conn.execute(STATEMENTS.lock_call_account, {"k": call_id}).first()
         return None if found is None else self._row(AccountRow, found._mapping)
 
     def apply_balance(
@@ -160,43 +240,23 @@ class _SqlTx:
         credits_posted: int = 0,
         require_cover: bool,
     ) -> bool:
-        c = ACCOUNTS.c
-        stmt = (
-            update(ACCOUNTS)
-            .where(c.id == account_id)
-            .values(
-                debits_pending=c.debits_pending + debits_pending,
-                debits_posted=c.debits_posted + debits_posted,
-                credits_posted=c.credits_posted + credits_posted,
-            )
-        )
-        if require_cover:
-            stmt = stmt.where(
-                (c.credits_posted + credits_posted)
-                - (c.debits_posted + debits_posted)
-                - (c.debits_pending + debits_pending)
-                >= 0
-            )
-        return self.conn.execute(stmt).rowcount == 1
+        stmt = STATEMENTS.balance_covered if require_cover else STATEMENTS.balance
+        params = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": credits_posted}
+        return self.conn.execute(stmt, params).rowcount == 1
 
     def account_for_number(self, number: str) -> str | None:
-        stmt = select(NUMBERS.c.account_id).where(NUMBERS.c.number == number, NUMBERS.c.active.is_(True))
-        found = self.conn.execute(stmt).scalar()
+        found = self.conn.execute(STATEMENTS.account_for_number, {"k": number}).scalar()
         return None if found is None else str(found)
 
     def collect_account_for(self, number: str) -> AccountRow | None:
-        found = self.conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.billing_number == number)).first()
+        found = self.conn.execute(STATEMENTS.collect_account_for, {"k": number}).first()
         return None if found is None else self._row(AccountRow, found._mapping)
 
     def posted_since(self, account_id: str, since: datetime) -> int:
-        stmt = select(func.coalesce(func.sum(CALLS.c.posted_minor), 0)).where(
-            CALLS.c.account_id == account_id, CALLS.c.status == "settled", CALLS.c.ended_at >= since
-        )
-        return int(self.conn.execute(stmt).scalar_one())
+        return int(self.conn.execute(STATEMENTS.posted_since, {"k": account_id, "since": since}).scalar_one())
 
     def expired_holds(self, now: datetime) -> list[str]:
-        stmt = select(CALLS.c.call_id).where(CALLS.c.status == "held", CALLS.c.hold_expires_at < now)
-        return [str(x) for x in self.conn.execute(stmt).scalars()]
+        return [str(x) for x in self.conn.execute(STATEMENTS.expired_holds, {"now": now}).scalars()]
 
 
 class SqlStore:

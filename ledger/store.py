@@ -204,7 +204,15 @@ class Tx(Protocol):
         """Raises DuplicateKeyError when the key exists."""
         ...
 
+    def insert_many(self, rows: list[Row]) -> None:
+        """Rows of one type, in one statement where the store can."""
+        ...
+
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None: ...
+
+    def lock_call_account(self, call_id: str) -> AccountRow | None:
+        """Lock the account that holds this call's hold (one statement), or None for an unknown call."""
+        ...
 
     def lock_account(self, account_id: str) -> AccountRow | None:
         """Read an account and keep it locked until the transaction ends."""
