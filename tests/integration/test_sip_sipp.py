@@ -87,6 +87,7 @@ class SipApp:
 
     answer_invites: bool = True
     hang_up_after_answer: bool = True
+    hang_up_on_hold: bool = False
     cancel_on_ringing: bool = False
     events: list[ev.UAEvent] = field(default_factory=list)
     endpoint: SipUdpEndpoint | None = None
@@ -102,10 +103,15 @@ class SipApp:
                     ua.answer(e.call_id, build_answer(e.sdp, "127.0.0.1", 40000, session_id=7), now)
                 else:
                     ua.ringing(e.call_id, now)
-            elif isinstance(e, ev.CallAnswered) and self.hang_up_after_answer:
+            elif isinstance(e, ev.CallAnswered | ev.HoldDetected) and self._hang_up_on(e):
                 ua.bye(e.call_id, now)
             elif isinstance(e, ev.CallRinging) and self.cancel_on_ringing:
                 ua.cancel(e.call_id, now)
+
+    def _hang_up_on(self, e: ev.UAEvent) -> bool:
+        if isinstance(e, ev.CallAnswered):
+            return self.hang_up_after_answer
+        return isinstance(e, ev.HoldDetected) and self.hang_up_on_hold
 
     def of(self, kind: type) -> list[ev.UAEvent]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -243,3 +249,23 @@ def test_trunk_digest_challenge_then_answer(tmp_path: Path) -> None:
     result = uac_case("uas_auth.xml", app, tmp_path, (ev.CallEnded, ev.CallFailed), config)
     assert result.returncode == 0, result.errors or result.stderr
     assert [type(e) for e in app.events] == [ev.CallAnswered, ev.CallEnded]
+
+
+def test_refer_is_declined_603_and_reported(tmp_path: Path) -> None:
+    """REFER in a call: SIPp expects 603 Decline; the engine gets TransferRequested(refer_to)."""
+    app = SipApp()
+    result = uas_case("uac_refer.xml", app, tmp_path)
+    assert result.returncode == 0, result.errors or result.stderr
+    transfers = app.of(ev.TransferRequested)
+    assert len(transfers) == 1 and isinstance(transfers[0], ev.TransferRequested)
+    assert "19995550100" in transfers[0].refer_to
+
+
+def test_called_party_hold_on_our_uac_leg(tmp_path: Path) -> None:
+    """SIPp answers, then re-INVITEs a=sendonly: we answer a=recvonly (SIPp checks), report
+    HoldDetected on the called leg, and hang up with BYE."""
+    app = SipApp(hang_up_after_answer=False, hang_up_on_hold=True)
+    result = uac_case("uas_hold.xml", app, tmp_path, (ev.CallEnded, ev.CallFailed))
+    assert result.returncode == 0, result.errors or result.stderr
+    kinds = [type(e) for e in app.events]
+    assert kinds == [ev.CallAnswered, ev.MediaUpdated, ev.HoldDetected, ev.CallEnded]
