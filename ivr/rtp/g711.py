@@ -150,10 +150,7 @@ class Codec(enum.Enum):
 
     @classmethod
     def from_payload_type(cls, payload_type: int) -> Codec | None:
-        for codec in cls:
-            if codec.value == payload_type:
-                return codec
-        return None
+        return _BY_PAYLOAD_TYPE.get(payload_type)
 
     @classmethod
     def from_name(cls, name: str) -> Codec | None:
@@ -170,7 +167,13 @@ class Codec(enum.Enum):
         return ulaw_decode(payload) if self is Codec.PCMU else alaw_decode(payload)
 
     def silence(self, n_samples: int) -> bytes:
+        if n_samples == 160:
+            return _SILENCE_20MS[self.value]
         return bytes([self.silence_byte]) * n_samples
+
+
+_BY_PAYLOAD_TYPE: dict[int, Codec] = {codec.value: codec for codec in Codec}
+_SILENCE_20MS: dict[int, bytes] = {codec.value: bytes([codec.silence_byte]) * 160 for codec in Codec}
 
 
 def transcode(payload: bytes, source: Codec, target: Codec) -> bytes:

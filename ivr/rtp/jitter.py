@@ -77,6 +77,9 @@ class JitterBuffer:
         self.resync_frames = resync_frames
         self.target = initial_delay_frames
         self._silence: NDArray[np.int16] = np.zeros(frame_samples, dtype=np.int16)
+        # Whole frames (the usual case: one aligned 20 ms packet) are kept as the decoded array;
+        # frames built from pieces (other packet sizes, odd alignment) carry a mask of filled samples.
+        self._full: dict[int, NDArray[np.int16]] = {}
         self._frames: dict[int, tuple[NDArray[np.int16], NDArray[np.bool_]]] = {}
         self._last_ts: int | None = None  # last wire timestamp, for unwrapping
         self._last_ext = 0  # its unwrapped value
@@ -101,13 +104,17 @@ class JitterBuffer:
         return ext
 
     def _anchor(self, index: int) -> None:
+        self._full.clear()
         self._frames.clear()
         self._play = index - self.target
         self._newest = index
         self._hold = False
 
     def push(self, timestamp: int, samples: NDArray[np.int16], now: float) -> None:
-        """One decoded audio packet (``now`` is accepted for symmetry and future use)."""
+        """One decoded audio packet. The array is kept, not copied: do not modify it afterwards.
+
+        (``now`` is accepted for symmetry with the other sans-I/O entry points.)
+        """
         del now
         if len(samples) == 0:
             return
@@ -133,12 +140,18 @@ class JitterBuffer:
         assert self._play is not None
         # Overflow (a burst, or a sender whose clock runs fast): keep at most max delay + 2 frames.
         while self._newest - self._play > self.max_delay_frames + 2:
-            if self._frames.pop(self._play, None) is not None:
+            if (self._full.pop(self._play, None) is not None) | (self._frames.pop(self._play, None) is not None):
                 self._overflow += 1
             self._play += 1
 
     def _write(self, index: int, offset: int, samples: NDArray[np.int16]) -> None:
         n = self.frame_samples
+        if offset == 0 and len(samples) == n and index not in self._frames:
+            if index in self._full:
+                self._duplicates += 1
+            else:
+                self._full[index] = samples
+            return
         position = 0
         duplicate = True
         assert self._play is not None
@@ -147,7 +160,11 @@ class JitterBuffer:
             if index >= self._play:
                 entry = self._frames.get(index)
                 if entry is None:
-                    entry = (np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.bool_))
+                    whole = self._full.pop(index, None)
+                    if whole is not None:
+                        entry = (whole.copy(), np.ones(n, dtype=np.bool_))
+                    else:
+                        entry = (np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.bool_))
                     self._frames[index] = entry
                 data, mask = entry
                 if not mask[offset : offset + take].all():
@@ -174,12 +191,19 @@ class JitterBuffer:
             and self.target > self.min_delay_frames
             and self._newest - self._play > self.min_delay_frames
         ):
-            self._frames.pop(self._play, None)  # skip one frame: one frame less delay
+            self._full.pop(self._play, None)  # skip one frame: one frame less delay
+            self._frames.pop(self._play, None)
             self._play += 1
             self.target -= 1
             self._since_late = 0
+        whole = self._full.pop(self._play, None)
         entry = self._frames.pop(self._play, None)
         self._play += 1
+        if whole is not None:
+            self._played += 1
+            self._last_good = whole
+            self._conceal_run = 0
+            return PlayoutFrame(whole, FrameKind.AUDIO)
         if entry is None:
             return self._conceal()
         data, mask = entry
@@ -208,6 +232,7 @@ class JitterBuffer:
 
     def reset(self) -> None:
         """Forget everything (new call, re-INVITE to another stream)."""
+        self._full.clear()
         self._frames.clear()
         self._play = None
         self._last_ts = None
