@@ -175,10 +175,8 @@ class LedgerCore:
         blocks = rules.active_blocks(
             rules.BlockRow(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=facts.called_number)
         )
-        account_id = tx.account_for_number(facts.called_number)
-        if account_id is not None:
-            account = tx.lock_account(account_id) if lock else tx.get(AccountRow, account_id)
-            assert account is not None
+        account = tx.account_by_number(facts.called_number, lock=lock)
+        if account is not None:
             spent = 0
             if account.spend_limit_minor is not None:
                 since = rules.period_start(account.spend_period, at)
@@ -291,45 +289,42 @@ class LedgerCore:
                 return Settlement(rules.hold_transfer_id(call_id), 0, 0, 0, 0, (), "hold voided before settle")
             tariff = tariff_from_json(call.tariff_json)
             amounts = rules.settle_amounts(billed_seconds, call.allowed_seconds, call.hold_minor, tariff, system_drop)
+            paid = amounts.posted_minor > 0
             tx.apply_balance(
                 call.account_id,
                 debits_pending=-call.hold_minor,
                 debits_posted=amounts.posted_minor,
                 require_cover=False,
+                last_activity_at=at if paid else None,  # ACT-5: a paid call restarts the expiry clock
             )
-            tx.insert(
+            post = TransferRow(
+                id=rules.post_transfer_id(call_id),
+                debit_account_id=call.account_id,
+                credit_account_id=rules.CLEARING,
+                amount_minor=amounts.posted_minor,
+                phase="post",
+                kind="charge",
+                at=at,
+                pending_id=rules.hold_transfer_id(call_id),
+                call_id=call_id,
+                label=amounts.label,
+            )
+            # Distribute the posted charge from clearing to revenue, each tax and each fee (REG-2).
+            lines = [
                 TransferRow(
-                    id=rules.post_transfer_id(call_id),
-                    debit_account_id=call.account_id,
-                    credit_account_id=rules.CLEARING,
-                    amount_minor=amounts.posted_minor,
-                    phase="post",
-                    kind="charge",
+                    id=rules.line_transfer_id(call_id, index),
+                    debit_account_id=rules.CLEARING,
+                    credit_account_id=rules.line_account(line),
+                    amount_minor=line.amount_minor,
+                    phase="single",
+                    kind="line",
                     at=at,
-                    pending_id=rules.hold_transfer_id(call_id),
                     call_id=call_id,
-                    label=amounts.label,
+                    label=f"{line.kind}:{line.name}",
                 )
-            )
-            if amounts.posted_minor > 0:
-                # Distribute the posted charge from clearing to revenue, each tax and each fee (REG-2).
-                tx.insert_many(
-                    [
-                        TransferRow(
-                            id=rules.line_transfer_id(call_id, index),
-                            debit_account_id=rules.CLEARING,
-                            credit_account_id=rules.line_account(line),
-                            amount_minor=line.amount_minor,
-                            phase="single",
-                            kind="line",
-                            at=at,
-                            call_id=call_id,
-                            label=f"{line.kind}:{line.name}",
-                        )
-                        for index, line in enumerate(amounts.lines)
-                    ]
-                )
-                tx.update(AccountRow, call.account_id, last_activity_at=at)  # ACT-5: a paid call
+                for index, line in enumerate(amounts.lines)
+            ]
+            tx.insert_many([post, *lines] if paid else [post])
             tx.update(
                 CallRow,
                 call_id,

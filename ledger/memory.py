@@ -69,6 +69,7 @@ class _MemoryTx:
         debits_posted: int = 0,
         credits_posted: int = 0,
         require_cover: bool,
+        last_activity_at: datetime | None = None,
     ) -> bool:
         account = self.tables[AccountRow][account_id]
         new = dataclasses.replace(
@@ -76,6 +77,7 @@ class _MemoryTx:
             debits_pending=account.debits_pending + debits_pending,
             debits_posted=account.debits_posted + debits_posted,
             credits_posted=account.credits_posted + credits_posted,
+            last_activity_at=last_activity_at or account.last_activity_at,
         )
         if require_cover and new.available_minor < 0:
             return False
@@ -88,6 +90,10 @@ class _MemoryTx:
                 account_id: str = row.account_id
                 return account_id
         return None
+
+    def account_by_number(self, number: str, *, lock: bool) -> AccountRow | None:
+        account_id = self.account_for_number(number)
+        return None if account_id is None else self.get(AccountRow, account_id)
 
     def collect_account_for(self, number: str) -> AccountRow | None:
         row: AccountRow | None = self.tables[AccountRow].get(f"collect:{number}")

@@ -136,6 +136,7 @@ class _Statements:
             )
         )
         self.balance = balance
+        self.balance_touch = balance.values(last_activity_at=bindparam("seen", type_=a.last_activity_at.type))
         # The conditional UPDATE of DESIGN.md section 6: debits never exceed posted credits.
         self.balance_covered = balance.where(
             (a.credits_posted + bindparam("cpo"))
@@ -144,6 +145,11 @@ class _Statements:
             >= 0
         )
         self.account_for_number = select(n.account_id).where(n.number == bindparam("k"), n.active.is_(True))
+        by_number = select(ACCOUNTS).where(
+            a.id == select(n.account_id).where(n.number == bindparam("k"), n.active.is_(True)).scalar_subquery()
+        )
+        self.account_by_number = by_number
+        self.lock_account_by_number = by_number.with_for_update()
         self.collect_account_for = select(ACCOUNTS).where(a.billing_number == bindparam("k"))
         self.posted_since = select(func.coalesce(func.sum(c.posted_minor), 0)).where(
             c.account_id == bindparam("k"), c.status == "settled", c.ended_at >= bindparam("since")
@@ -207,8 +213,9 @@ class _SqlTx:
         kind = type(rows[0])
         key = KEYS[kind]
         values = []
+        names = [field.name for field in dataclasses.fields(kind)]
         for row in rows:
-            value = dataclasses.asdict(row)
+            value = {name: getattr(row, name) for name in names}  # shallow: asdict deep-copies
             if value[key] is None:
                 del value[key]  # autoincrement
             values.append(value)
@@ -239,14 +246,24 @@ class _SqlTx:
         debits_posted: int = 0,
         credits_posted: int = 0,
         require_cover: bool,
+        last_activity_at: datetime | None = None,
     ) -> bool:
+        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": credits_posted}
+        if last_activity_at is not None:
+            assert not require_cover  # only settle touches the clock; it never needs the cover test
+            params["seen"] = last_activity_at
+            return self.conn.execute(STATEMENTS.balance_touch, params).rowcount == 1
         stmt = STATEMENTS.balance_covered if require_cover else STATEMENTS.balance
-        params = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": credits_posted}
         return self.conn.execute(stmt, params).rowcount == 1
 
     def account_for_number(self, number: str) -> str | None:
         found = self.conn.execute(STATEMENTS.account_for_number, {"k": number}).scalar()
         return None if found is None else str(found)
+
+    def account_by_number(self, number: str, *, lock: bool) -> AccountRow | None:
+        stmt = STATEMENTS.lock_account_by_number if lock else STATEMENTS.account_by_number
+        found = self.conn.execute(stmt, {"k": number}).first()
+        return None if found is None else self._row(AccountRow, found._mapping)
 
     def collect_account_for(self, number: str) -> AccountRow | None:
         found = self.conn.execute(STATEMENTS.collect_account_for, {"k": number}).first()

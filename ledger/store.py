@@ -226,9 +226,11 @@ class Tx(Protocol):
         debits_posted: int = 0,
         credits_posted: int = 0,
         require_cover: bool,
+        last_activity_at: datetime | None = None,
     ) -> bool:
         """Add to the counters; with ``require_cover`` only if debits stay within posted credits.
 
+        ``last_activity_at`` also restarts the expiry clock (ACT-5) in the same statement.
         Returns False (and changes nothing) when the condition fails: the conditional UPDATE that
         keeps concurrent calls from overdrawing (DESIGN.md section 6).
         """
@@ -236,6 +238,10 @@ class Tx(Protocol):
 
     def account_for_number(self, number: str) -> str | None:
         """The active prepaid account that owns ``number``, if any (ACT-1)."""
+        ...
+
+    def account_by_number(self, number: str, *, lock: bool) -> AccountRow | None:
+        """The active prepaid account of ``number`` (locked when asked), in one statement."""
         ...
 
     def collect_account_for(self, number: str) -> AccountRow | None: ...
