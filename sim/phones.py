@@ -243,7 +243,7 @@ class _Phone:
 
     async def _open(self, contact_user: str) -> None:
         self.ua = SimUserAgent(
-            UAConfig(local_addr=(self.host, 0), contact_user=contact_user, user_agent="ivr-sim-phone")
+            UAConfig(local_addr=(self.host, 0), contact_user=contact_user, user_agent="ivr-sim-phone"), tap=self._tap
         )
         self.sip = await open_sip_endpoint(self.ua, (self.host, 0), self._on_events)
         self.rtp = await RtpEndpoint.open(self._on_rtp, host=self.host)
@@ -294,7 +294,7 @@ class _Phone:
 
     def _on_rtp(self, packet: RtpPacket, source: Addr, now: float) -> None:
         if self._tap is not None:
-            self._tap(packet.to_bytes(), source, self.rtp.local_address if self.rtp else source, now, True)
+            self._tap(packet.to_bytes(), source, self.rtp.local_address if self.rtp else source)
         obs = self.obs
         obs.rtp_packets_received += 1
         obs.rtp_bytes_received += len(packet.payload)
@@ -347,7 +347,7 @@ class _Phone:
             dest = self._destination()
             if dest is not None:
                 for p in packets:
-                    self._tap(p.to_bytes(), self.rtp.local_address, dest, now, True)
+                    self._tap(p.to_bytes(), self.rtp.local_address, dest)
         self._top_up()
 
     def _top_up(self) -> None:
@@ -445,6 +445,9 @@ class CalledPhone(_Phone):
         self._local: SessionDescription | None = None
         self._version = 1
         self.invited = asyncio.Event()
+        # The facility caller of the same call: "both parties silent" (DIS-SILENCE) needs the
+        # caller to go quiet when the called party does.
+        self.partner: _Phone | None = None
 
     @classmethod
     async def open(cls, number: str, behaviour: CalledBehaviour, *, seed: int = 0, tap: Any = None) -> CalledPhone:
@@ -589,10 +592,12 @@ class CalledPhone(_Phone):
         elif step.action is Action.KEYS:
             self.send_keys(step.arg or "5", self.behaviour.key_method)
         elif step.action is Action.SILENCE and script is not None:
-            script.talk(False)
-            script.silent = True
-            script.static = False
-            self._flush_audio()
+            for phone in (self, self.partner):
+                if phone is not None and phone.script is not None:
+                    phone.script.talk(False)
+                    phone.script.silent = True
+                    phone.script.static = False
+                    phone._flush_audio()
         elif step.action is Action.STATIC and script is not None:
             script.static = True
         elif step.action is Action.TALK and script is not None:

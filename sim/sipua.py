@@ -15,7 +15,7 @@ client request inside an existing dialog. That is the one coupling; it is kept i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ivr.errors import LocalProtocolError
@@ -23,6 +23,9 @@ from ivr.sip.events import UAEvent
 from ivr.sip.message import Response
 from ivr.sip.sdp import SdpError, parse_sdp
 from ivr.sip.useragent import Phase, UAConfig, UserAgent, _Kind
+
+Addr = tuple[str, int]
+Tap = Callable[[bytes, Addr, Addr], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +51,23 @@ class _Pending:
 class SimUserAgent(UserAgent):
     """A :class:`UserAgent` that can also send re-INVITE, INFO and REFER inside a dialog."""
 
-    def __init__(self, config: UAConfig | None = None) -> None:
+    def __init__(self, config: UAConfig | None = None, *, tap: Tap | None = None) -> None:
         super().__init__(config)
+        self._tap = tap  # sees every datagram in and out (``ivr sim run --pcap``)
         self._pending: dict[tuple[str, str], _Pending] = {}
         self.in_dialog_events: list[InDialogResponse] = []
+
+    def receive(self, data: bytes, addr: Addr, now: float) -> list[UAEvent]:
+        if self._tap is not None:
+            self._tap(data, addr, self.local_addr)
+        return super().receive(data, addr, now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out = super().datagrams_to_send()
+        if self._tap is not None:
+            for data, addr in out:
+                self._tap(data, self.local_addr, addr)
+        return out
 
     def established(self, call_id: str) -> bool:
         return self.call_phase(call_id) is Phase.ESTABLISHED

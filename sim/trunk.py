@@ -58,7 +58,7 @@ from ivr.sip.message import (
 log = get_logger("sim.trunk")
 
 Addr = tuple[str, int]
-Tap = Callable[[bytes, Addr, Addr, float], None]  # (datagram, source, destination, now)
+Tap = Callable[[bytes, Addr, Addr], None]  # (datagram, source, destination): see sim.pcap
 
 MAX_EXPIRES_S = 3600
 MIN_EXPIRES_S = 10
@@ -399,13 +399,13 @@ class SimTrunk(asyncio.DatagramProtocol):
         source = (str(addr[0]), int(str(addr[1])))
         now = self._loop.time()
         if self._tap is not None:
-            self._tap(data, source, self.core.addr, now)
+            self._tap(data, source, self.core.addr)
         before = self.core.registrations_changed
         for datagram, dest in self.core.receive(data, source, now):
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.sendto(datagram, dest)
                 if self._tap is not None:
-                    self._tap(datagram, self.core.addr, dest, now)
+                    self._tap(datagram, self.core.addr, dest)
         if self.core.registrations_changed != before:
             self._loop.create_task(self._notify())
 
