@@ -165,3 +165,28 @@ def test_offer_round_trip_property(
     a = build_answer(o, "10.0.0.2", 5000, session_id=1)
     audio = a.audio()
     assert audio is not None and a.stream_direction(audio) is direction.reversed()
+
+
+_sdp_line = st.one_of(
+    st.sampled_from(["v=0", "o=- 1 1 IN IP4 h", "s=-", "c=IN IP4 0.0.0.0", "t=0 0", "m=audio 9 RTP/AVP 0 8 101",
+                     "a=rtpmap:101 telephone-event/8000", "a=sendonly", "a=inactive", "m=video 0 RTP/AVP 31",
+                     "a=rtpmap:0", "a=fmtp:", "c=IN IP6 ::", "b=AS:64", "m=audio 70000 RTP/AVP 0"]),
+    st.text(alphabet="vosctmab=:/ 0123456789INPAVRT-.\t", max_size=30),
+)
+
+
+@given(lines=st.lists(_sdp_line, max_size=14), first=st.booleans())
+def test_parse_sdp_raises_only_sdp_error(lines: list[str], first: bool) -> None:
+    """Arbitrary line soups: parse_sdp returns a description or raises SdpError, nothing else;
+    what it returns serializes and parses back equal, and answering it never crashes."""
+    text = "\r\n".join((["v=0"] if first else []) + lines)
+    try:
+        sdp = parse_sdp(text.encode())
+    except SdpError:
+        return
+    assert parse_sdp(sdp.to_bytes()) == sdp
+    try:
+        build_answer(sdp, "10.0.0.1", 5000, session_id=1)
+    except NoCommonCodecError:
+        pass
+    is_hold(sdp)
