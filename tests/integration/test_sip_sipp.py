@@ -269,3 +269,24 @@ def test_called_party_hold_on_our_uac_leg(tmp_path: Path) -> None:
     assert result.returncode == 0, result.errors or result.stderr
     kinds = [type(e) for e in app.events]
     assert kinds == [ev.CallAnswered, ev.MediaUpdated, ev.HoldDetected, ev.CallEnded]
+
+
+def test_register_with_digest_and_refresh_before_expiry(tmp_path: Path) -> None:
+    """REGISTER: 401 challenge answered with credentials SIPp verifies, 200 (Expires: 2), then our
+    refresh arrives before the binding expires and is accepted: two RegistrationSucceeded."""
+    app = SipApp()
+
+    async def main() -> SippResult:
+        port = free_udp_port()
+        sipp = asyncio.create_task(run_sipp("uas_register.xml", tmp_path, remote=None, port=port))
+        await asyncio.sleep(0.3)
+        config = UAConfig(local_addr=("127.0.0.1", 0), credentials=Credentials("engine", "s3cret"))
+        ep = await start_app(app, config)
+        ep.command(lambda ua, now: ua.register(f"sip:127.0.0.1:{port}", "sip:engine@127.0.0.1", now, expires_s=2))
+        result = await sipp
+        ep.close()
+        return result
+
+    result = asyncio.run(main())
+    assert result.returncode == 0, result.errors or result.stderr
+    assert app.events == [ev.RegistrationSucceeded("sip:engine@127.0.0.1", 2)] * 2
