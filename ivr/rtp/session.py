@@ -281,6 +281,11 @@ class RtpSender:
             self._slot_base = slots + 1
             self._resume_ref = now + self.ptime_ms / 1000
 
+    @property
+    def last_timestamp(self) -> int | None:
+        """The RTP timestamp of the last packet sent on this stream (paced or relayed)."""
+        return self._last_timestamp
+
     def stats(self) -> SenderStats:
         return SenderStats(self._packets, self._octets, self._skipped, self._resyncs, self._event_packets)
 
