@@ -64,7 +64,9 @@ class HookflashBank:
         self.config = config or HookflashConfig()
         self.channels = channels
         self._quiet_ms = np.zeros(channels, dtype=np.int64)
-        self._cands: dict[int, _Candidate] = {}
+        # Per channel: candidates, oldest first. The last one may still be in its burst or its
+        # silence-after; the others are confirmed clicks waiting for corroboration.
+        self._cands: dict[int, list[_Candidate]] = {}
         self._refractory_until = np.full(channels, -(10**12), dtype=np.int64)
         self._origin_ms = np.zeros(channels, dtype=np.int64)
 
@@ -93,11 +95,11 @@ class HookflashBank:
         all_quiet = quiet.all(axis=1)
         rel = now_ms - self._origin_ms
         # Channels that need the per-sub-block walk: a burst right after a long enough silence,
-        # or a candidate in progress. Everyone else is a vector update.
+        # or candidates in progress. Everyone else is a vector update.
         before = self._quiet_ms + np.argmin(quiet, axis=1) * SUB_MS
-        interesting = (~all_quiet & (before >= cfg.min_silence_before_ms)) | np.isin(
-            np.arange(self.channels), list(self._cands)
-        )
+        interesting = ~all_quiet & (before >= cfg.min_silence_before_ms)
+        if self._cands:
+            interesting[list(self._cands)] = True
         interesting &= rel >= self._refractory_until
         out: list[list[HookflashEvent]] = [[] for _ in range(self.channels)]
         trailing = np.argmin(quiet[:, ::-1], axis=1) * SUB_MS
@@ -105,11 +107,8 @@ class HookflashBank:
         self._quiet_ms = np.where(all_quiet, self._quiet_ms + FRAME_MS, trailing)
         for ch in np.flatnonzero(interesting).tolist():
             self._walk(ch, int(rel[ch]), int(quiet_before[ch]), level[ch], quiet[ch], float(floor[ch]))
-            cand = self._cands.get(ch)
-            if cand is not None and cand.state == _AWAIT:
-                self._corroborate(
-                    ch, cand, int(rel[ch]), int(tone_class[ch]), int(tone_since_ms[ch]), dtmf[ch], out[ch]
-                )
+            if ch in self._cands:
+                self._corroborate(ch, int(rel[ch]), int(tone_class[ch]), int(tone_since_ms[ch]), dtmf[ch], out[ch])
         return out
 
     def _walk(
@@ -123,84 +122,100 @@ class HookflashBank:
     ) -> None:
         """Advance channel ``ch`` through this frame's sub-blocks (``quiet_before``: quiet ms so far)."""
         cfg = self.config
-        cand = self._cands.get(ch)
+        cands = self._cands.setdefault(ch, [])
         quiet_ms = quiet_before
         for i in range(len(level)):
             t = t0 + i * SUB_MS
             q = bool(quiet[i])
             lvl = float(level[i])
-            if cand is None:
+            # Confirmed clicks keep measuring the floor after them until something is heard.
+            for c in cands:
+                if c.state == _AWAIT and c.measuring:
+                    if q:
+                        c.quiet_after_ms += SUB_MS
+                        c.after_power_sum += 10.0 ** (lvl / 10.0)
+                        c.after_count += 1
+                    else:
+                        c.measuring = False
+            cur = cands[-1] if cands and cands[-1].state in (_BURST, _AFTER) else None
+            if cur is None:
                 if q:
                     quiet_ms += SUB_MS
                 elif quiet_ms >= cfg.min_silence_before_ms:
-                    cand = _Candidate(t, SUB_MS, lvl, floor, quiet_ms)
-                    self._cands[ch] = cand
+                    # A new burst after a silence: a new candidate (the older ones keep waiting).
+                    cands.append(_Candidate(t, SUB_MS, lvl, floor, quiet_ms))
+                    del cands[:-3]
+                    quiet_ms = 0
                 else:
                     quiet_ms = 0
-            elif cand.state == _BURST:
+            elif cur.state == _BURST:
                 if not q:
-                    cand.click_ms += SUB_MS
-                    cand.peak_dbm0 = max(cand.peak_dbm0, lvl)
-                    if cand.click_ms >= cfg.max_click_ms:
-                        # Too long for a click: speech after a pause.
-                        self._cands.pop(ch, None)
-                        cand = None
-                        quiet_ms = 0
-                elif cand.peak_dbm0 >= cand.floor_before + cfg.min_click_over_floor_db:
-                    cand.state = _AFTER
-                    cand.quiet_after_ms = SUB_MS
-                else:
-                    self._cands.pop(ch, None)
-                    cand = None
+                    cur.click_ms += SUB_MS
+                    cur.peak_dbm0 = max(cur.peak_dbm0, lvl)
+                    if cur.click_ms >= cfg.max_click_ms:
+                        cands.pop()  # too long for a click: speech after a pause
+                elif cur.peak_dbm0 >= cur.floor_before + cfg.min_click_over_floor_db:
+                    cur.state = _AFTER
+                    cur.quiet_after_ms = SUB_MS
                     quiet_ms = SUB_MS
-            elif cand.measuring:
-                if q:
-                    cand.quiet_after_ms += SUB_MS
-                    if cand.quiet_after_ms > _DECAY_SKIP_MS:
-                        cand.after_power_sum += 10.0 ** (lvl / 10.0)
-                        cand.after_count += 1
-                    if cand.state == _AFTER and cand.quiet_after_ms >= cfg.min_silence_after_ms:
-                        cand.state = _AWAIT
-                elif cand.state == _AFTER:
-                    # Sound too soon after the burst: speech, not a click between silences.
-                    self._cands.pop(ch, None)
-                    cand = None
-                    quiet_ms = 0
                 else:
-                    # Sound after a long enough silence (dial tone, the off-hook click, a voice):
-                    # the floor measurement is over; keep waiting for corroboration.
-                    cand.measuring = False
+                    cands.pop()
+                    quiet_ms = SUB_MS
+            else:  # _AFTER: the silence after the burst
+                if q:
+                    cur.quiet_after_ms += SUB_MS
+                    quiet_ms += SUB_MS
+                    if cur.quiet_after_ms > _DECAY_SKIP_MS:
+                        cur.after_power_sum += 10.0 ** (lvl / 10.0)
+                        cur.after_count += 1
+                    if cur.quiet_after_ms >= cfg.min_silence_after_ms:
+                        cur.state = _AWAIT
+                else:
+                    cands.pop()  # sound too soon after the burst: speech, not a click
+                    quiet_ms = 0
+        if not cands:
+            del self._cands[ch]
 
     def _corroborate(
         self,
         ch: int,
-        cand: _Candidate,
         t: int,
         tone_class: int,
         tone_since: int,
         dtmf: list[DtmfEvent],
         out: list[HookflashEvent],
     ) -> None:
+        """Report the best confirmed click once the evidence is there; forget stale ones."""
         cfg = self.config
-        evidence: list[str] = []
-        floor_after = cand.floor_after()
-        if cand.after_count >= 8 and cand.floor_before - floor_after >= cfg.min_floor_step_db:
-            evidence.append("floor_step")
         now_end = t + FRAME_MS
-        if tone_class == DIAL and tone_since >= cand.at_ms and now_end - tone_since >= 300:
-            evidence.append("dial")
-        if tone_class == RINGBACK and tone_since >= cand.at_ms and now_end - tone_since >= 500:
-            evidence.append("ringback")
-        if any(e.start_ms >= cand.at_ms for e in dtmf):
-            evidence.append("dtmf")
-        if evidence or not cfg.require_corroboration:
+        cands = self._cands[ch]
+        waiting = [c for c in cands if c.state == _AWAIT]
+        chosen: tuple[_Candidate, list[str]] | None = None
+        for cand in waiting:
+            evidence: list[str] = []
+            if cand.after_count >= 8 and cand.floor_before - cand.floor_after() >= cfg.min_floor_step_db:
+                evidence.append("floor_step")
+            if tone_class == DIAL and tone_since >= cand.at_ms and now_end - tone_since >= 300:
+                evidence.append("dial")
+            if tone_class == RINGBACK and tone_since >= cand.at_ms and now_end - tone_since >= 500:
+                evidence.append("ringback")
+            if any(e.start_ms >= cand.at_ms for e in dtmf):
+                evidence.append("dtmf")
+            if not evidence and cfg.require_corroboration:
+                continue
+            # A click followed by a drop of the floor is the on-hook moment itself: prefer it;
+            # otherwise the earliest click (the on-hook click comes before the off-hook one).
+            if chosen is None or ("floor_step" in evidence and "floor_step" not in chosen[1]):
+                chosen = (cand, evidence)
+        if chosen is not None:
+            cand, evidence = chosen
             out.append(
                 HookflashEvent(
                     at_ms=cand.at_ms,
                     click_ms=cand.click_ms,
                     click_dbm0=cand.peak_dbm0,
                     floor_before_dbm0=cand.floor_before,
-                    floor_after_dbm0=floor_after,
+                    floor_after_dbm0=cand.floor_after(),
                     silence_before_ms=cand.quiet_before_ms,
                     silence_after_ms=cand.quiet_after_ms,
                     followed_by=tuple(evidence),
@@ -208,10 +223,12 @@ class HookflashBank:
                     config=cfg,
                 )
             )
-            self._cands.pop(ch, None)
+            del self._cands[ch]
             self._refractory_until[ch] = cand.at_ms + cfg.followup_window_ms
-        elif now_end - cand.at_ms > cfg.followup_window_ms:
-            self._cands.pop(ch, None)
+            return
+        cands[:] = [c for c in cands if c.state != _AWAIT or now_end - c.at_ms <= cfg.followup_window_ms]
+        if not cands:
+            del self._cands[ch]
 
     def flush(self, now_ms: int) -> list[list[HookflashEvent]]:
         self._cands.clear()
