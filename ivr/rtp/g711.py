@@ -6,8 +6,9 @@ Bit-exact with the ITU-T G.191 Software Tool Library reference (``g711.c``: ``ul
 * Encoding takes a 16-bit two's-complement sample. Mu-law uses its 14 most significant bits, A-law
   its 13; a negative sample's magnitude is its one's complement (``~x``), as in G.191. That makes the
   law odd-symmetric: ``encode(~x) == encode(x) ^ 0x80``. (The common "Sun" code, used by Python's
-  ``audioop`` and many libraries, negates instead for mu-law and so differs from G.191 on a quarter
-  of the negative inputs by one quantization step; A-law agrees. tests/unit/rtp pins both facts.)
+  ``audioop`` and many libraries, negates instead for mu-law and so differs from G.191 on 508
+  negative inputs, at interval edges, by one quantization step; A-law agrees. tests/unit/rtp pins
+  both facts.)
 * Decoding returns the middle of the quantization interval (G.711 Tables 1 and 2, column
   "decoder output value"), left-justified in 16 bits, exactly as G.191's ``*_expand``.
 
