@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "ivr.prompts.cli",
     "ivr.detect.cli",
     "ledger.cli", "ivr.roster",
+    "sim.cli",
 )
 
 
