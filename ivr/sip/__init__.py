@@ -62,6 +62,9 @@ Commands (all take ``now``; UAS ones return False when the call is already gone)
   -> call_id``; digest retry on 401/407 is automatic
 * ``ua.cancel(call_id, now)`` (held until a provisional arrives, section 9.1)
 * ``ua.bye(call_id, now)``; ``ua.hangup(call_id, now)`` (CANCEL, 480 or BYE, whatever fits)
+* ``ua.send_request(call_id, method, now, body=b"", content_type=None, headers=()) -> bool``:
+  re-INVITE (e.g. our hold offer), INFO, OPTIONS, UPDATE, REFER inside an established dialog;
+  the outcome arrives as ``RequestCompleted(call_id, method, status, reason)`` (408 on timeout)
 * ``ua.register(registrar_uri, aor, now, expires_s=3600, dest=None)``; ``ua.unregister(aor, now)``
 * queries: ``ua.call_ids``, ``ua.call_phase(call_id)``, ``ua.local_sdp(call_id)``,
   ``ua.remote_sdp(call_id)``

@@ -143,6 +143,16 @@ class TransferRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestCompleted:
+    """The final response (408 on timeout) to a request we sent with ``send_request``."""
+
+    call_id: str
+    method: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrationSucceeded:
     aor: str
     expires_s: int
@@ -183,6 +193,7 @@ UAEvent = (
     | HoldDetected
     | HoldResumed
     | TransferRequested
+    | RequestCompleted
     | RegistrationSucceeded
     | RegistrationFailed
     | RequestRejected

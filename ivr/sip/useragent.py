@@ -46,6 +46,7 @@ from ivr.sip.events import (
     MediaUpdated,
     RegistrationFailed,
     RegistrationSucceeded,
+    RequestCompleted,
     RequestRejected,
     TransferRequested,
     UAEvent,
@@ -177,6 +178,7 @@ class _Call:
     cancel_deadline: float | None = None
     bye_after_ack: bool = False
     auth_attempts: int = 0
+    reinvite_ctx: _ClientCtx | None = None  # our own re-INVITE, while it has no final response
 
 
 class _Kind(enum.Enum):
@@ -184,6 +186,7 @@ class _Kind(enum.Enum):
     CANCEL = "cancel"
     BYE = "bye"
     REGISTER = "register"
+    IN_DIALOG = "in_dialog"  # send_request: re-INVITE, INFO, REFER, OPTIONS, UPDATE in a dialog
     OTHER = "other"
 
 
@@ -682,6 +685,9 @@ class UserAgent:
         if call.phase not in (Phase.ESTABLISHED, Phase.ANSWERED) or call.local_sdp is None or call.dialog is None:
             self._reject(stx, 491, now, events)  # section 14.2: our own exchange is pending
             return
+        if call.reinvite_ctx is not None:
+            self._reject(stx, 491, now, events)  # section 14.2: glare with our own re-INVITE
+            return
         if call.retransmit is not None:
             # section 14.2: a new INVITE before the previous one's ACK -> 500 with Retry-After
             self._reject(stx, 500, now, events, headers=(("Retry-After", "1"),))
@@ -938,6 +944,65 @@ class UserAgent:
         if call.phase is Phase.ESTABLISHED:
             self._send_bye(call, now)
 
+    def send_request(
+        self,
+        call_id: str,
+        method: str,
+        now: float,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> bool:
+        """Send ``method`` inside the established dialog of ``call_id`` (section 12.2.1.1): a
+        re-INVITE (``body`` = our new SDP offer, e.g. ``a=sendonly`` to hold), INFO, OPTIONS,
+        UPDATE or REFER. Its final response (408 on timeout) comes back as
+        :class:`~ivr.sip.events.RequestCompleted`; a 2xx to a re-INVITE is ACKed here (13.2.2.4)
+        and its SDP answer becomes the call's remote SDP. Returns False when the call is not
+        established or a re-INVITE is already pending (section 14.1)."""
+        call = self._calls.get(call_id)
+        if method in ("ACK", "CANCEL", "BYE") or method not in KNOWN_METHODS:
+            raise LocalProtocolError(f"send_request cannot send {method}")
+        if call is None or call.dialog is None or call.phase is not Phase.ESTABLISHED:
+            return False
+        if method == "INVITE" and (call.reinvite_ctx is not None or call.retransmit is not None):
+            return False
+        req = call.dialog.create_request(method, via=self._via(), contact=self._contact())
+        req.headers.add("User-Agent", self.config.user_agent)
+        for name, value in headers:
+            req.headers.add(name, value)
+        if body:
+            req.headers.add("Content-Type", content_type or "application/sdp")
+            req.body = body
+        ctx = self._start_client(req, call.dialog.destination(), now, _Kind.IN_DIALOG, call_id=call_id)
+        if method == "INVITE":
+            call.reinvite_ctx = ctx
+        return True
+
+    def _on_in_dialog_response(self, ctx: _ClientCtx, resp: Response, now: float, events: list[UAEvent]) -> None:
+        if resp.status < 200:
+            return
+        req = ctx.tx.request
+        call = self._calls.get(ctx.call_id or "")
+        if req.method == "INVITE" and 200 <= resp.status < 300:
+            if ctx.ack is not None:
+                self._send(*ctx.ack)  # a retransmitted 2xx: re-ACK, no new event
+                return
+            if call is None or call.dialog is None:
+                return
+            ack = call.dialog.create_request("ACK", via=self._via(), contact=None, seq=req.cseq.seq)
+            ctx.ack = (ack.to_bytes(), call.dialog.destination())
+            self._send(*ctx.ack)
+            call.dialog.refresh_target(resp)  # section 12.2.1.2: the 2xx refreshes the target
+            offer = self._sdp_or_none(req)
+            answer = self._sdp_or_none(resp)
+            if offer is not None and answer is not None:
+                call.local_sdp = offer
+                call.remote_sdp = answer
+        if call is not None and call.reinvite_ctx is ctx:
+            call.reinvite_ctx = None
+        events.append(RequestCompleted(ctx.call_id or "", req.method, resp.status, resp.reason))
+
     def hangup(self, call_id: str, now: float) -> None:
         """End a call in whatever state it is: CANCEL, reject (480) or BYE as appropriate."""
         call = self._calls.get(call_id)
@@ -984,6 +1049,8 @@ class UserAgent:
             self._on_bye_response(ctx, resp, now, events)
         elif ctx.kind is _Kind.REGISTER:
             self._on_register_response(ctx, resp, now, events)
+        elif ctx.kind is _Kind.IN_DIALOG:
+            self._on_in_dialog_response(ctx, resp, now, events)
 
     def _on_invite_response(self, ctx: _ClientCtx, resp: Response, now: float, events: list[UAEvent]) -> None:
         call = self._calls.get(ctx.call_id or "")
@@ -1327,6 +1394,12 @@ class UserAgent:
             if call is not None:
                 self._end(call)
                 events.append(CallEnded(call.call_id, 408))
+        elif ctx.kind is _Kind.IN_DIALOG:
+            call = self._calls.get(ctx.call_id or "")
+            if call is not None and call.reinvite_ctx is ctx:
+                call.reinvite_ctx = None
+            method = ctx.tx.request.method
+            events.append(RequestCompleted(ctx.call_id or "", method, 408, "Request Timeout"))
         elif ctx.kind is _Kind.REGISTER:
             reg = self._registrations.get(ctx.aor or "")
             if reg is not None:

@@ -7,12 +7,13 @@ import pytest
 from ivr.sip import events as ev
 from ivr.sip.auth import DigestVerifier
 from ivr.sip.message import Request, Response, parse_message
-from ivr.sip.sdp import build_answer, build_offer, parse_sdp
+from ivr.sip.sdp import Direction, build_answer, build_offer, parse_sdp
 from ivr.sip.useragent import Credentials, Phase, UAConfig, UserAgent, parse_dtmf_info
 from tests.unit.sip.sip_helpers import (
     OFFER_SDP,
     PEER,
     UA_ADDR,
+    pump,
     reply,
     request,
     sdp_with,
@@ -427,8 +428,6 @@ def test_digest_retry_on_401_and_407(status: int, header: str, algorithm: str) -
 def test_bye_completes_with_call_ended() -> None:
     """Our BYE on an established call -> CallEnded(200) when answered, CallEnded(408) on timeout."""
     a, b = make_ua(), UserAgent(UAConfig(local_addr=PEER))
-    from tests.unit.sip.sip_helpers import pump
-
     call_id = a.invite(TRUNK_URI, build_offer("127.0.0.1", 4000, session_id=1), 0.0)
     inv = next(e for _, e in pump(a, b, 0.0) if isinstance(e, ev.InviteReceived))
     assert inv.sdp is not None
@@ -582,3 +581,67 @@ def test_ringing_with_sdp_is_183() -> None:
     ua.ringing(inv.call_id, 0.1, build_answer(inv.sdp, "127.0.0.1", 5000, session_id=5))
     (resp,) = sent(ua)
     assert isinstance(resp, Response) and resp.status == 183 and resp.body and resp.headers.get("Contact")
+
+
+# ----------------------------------------------------------------------------- in-dialog requests we send
+
+
+def connected_pair() -> tuple[UserAgent, UserAgent, str]:
+    """A (UAC) called B (UAS) and B answered; returns (a, b, call_id)."""
+    a, b = make_ua(), UserAgent(UAConfig(local_addr=PEER))
+    call_id = a.invite(TRUNK_URI, build_offer("127.0.0.1", 4000, session_id=1), 0.0)
+    inv = next(e for _, e in pump(a, b, 0.0) if isinstance(e, ev.InviteReceived))
+    assert inv.sdp is not None
+    b.answer(inv.call_id, build_answer(inv.sdp, "127.0.0.1", 5000, session_id=2), 0.0)
+    pump(a, b, 0.0)
+    return a, b, call_id
+
+
+def test_send_reinvite_hold_is_acked_and_reported() -> None:
+    """send_request(INVITE, sendonly offer): the peer sees HoldDetected; we ACK its 2xx, get
+    RequestCompleted(INVITE, 200) and its recvonly answer becomes our remote SDP."""
+    a, b, call_id = connected_pair()
+    offer = build_offer("127.0.0.1", 4000, session_id=1, session_version=2, direction=Direction.SENDONLY)
+    assert a.send_request(call_id, "INVITE", 1.0, body=offer.to_bytes())
+    assert a.send_request(call_id, "INVITE", 1.0, body=offer.to_bytes()) is False  # 14.1: one at a time
+    got = [(ua is a, type(e)) for ua, e in pump(a, b, 1.0)]
+    assert (False, ev.HoldDetected) in got and (True, ev.RequestCompleted) in got
+    remote = a.remote_sdp(call_id)
+    assert remote is not None and b"a=recvonly" in remote.to_bytes()
+    b.handle_timer(1.6)  # B got our ACK: its 200 is not retransmitted
+    assert b.datagrams_to_send() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "ctype", "headers", "peer_event", "status"),
+    [
+        ("INFO", b"Signal=9\r\nDuration=100\r\n", "application/dtmf-relay", (), ev.KeyReceived, 200),
+        ("REFER", b"", None, (("Refer-To", "<sip:x@y>"),), ev.TransferRequested, 603),
+        ("OPTIONS", b"", None, (), None, 200),
+    ],
+)
+def test_send_in_dialog_requests(
+    method: str,
+    body: bytes,
+    ctype: str | None,
+    headers: tuple[tuple[str, str], ...],
+    peer_event: type | None,
+    status: int,
+) -> None:
+    """INFO, REFER, OPTIONS sent in a dialog reach the peer's handler and complete with its status."""
+    a, b, call_id = connected_pair()
+    assert a.send_request(call_id, method, 1.0, body=body, content_type=ctype, headers=headers)
+    got = pump(a, b, 1.0)
+    assert ev.RequestCompleted(call_id, method, status, {200: "OK", 603: "Decline"}[status]) in [e for _, e in got]
+    if peer_event is not None:
+        assert any(isinstance(e, peer_event) for ua, e in got if ua is b)
+
+
+def test_send_request_timeout_is_408() -> None:
+    """No answer to an in-dialog request within 64*T1: RequestCompleted(408)."""
+    a, _b, call_id = connected_pair()
+    a.send_request(call_id, "INFO", 1.0, body=b"5", content_type="application/dtmf")
+    events: list[ev.UAEvent] = []
+    while (d := a.next_deadline()) is not None and not events:
+        events = a.handle_timer(d)
+    assert events == [ev.RequestCompleted(call_id, "INFO", 408, "Request Timeout")]
