@@ -350,10 +350,9 @@ class LedgerCore:
             )
 
     def _locked_call(self, tx: Tx, call_id: str) -> CallRow:
-        if tx.lock_call_account(call_id) is None:
+        call = tx.lock_call(call_id)  # read under the lock: a concurrent settle's result is visible
+        if call is None:
             raise KeyError(f"no hold for call {call_id!r}: authorize it first")
-        call = tx.get(CallRow, call_id)  # read under the lock: a concurrent settle's result is visible
-        assert call is not None
         return call
 
     def void(self, call_id: str, reason: str, at: datetime) -> None:
@@ -362,9 +361,9 @@ class LedgerCore:
     def _void(self, call_id: str, reason: str, at: datetime) -> None:
         at = rules.utc(at)
         with self.store.write() as tx:
-            if tx.get(CallRow, call_id) is None:
+            call = tx.lock_call(call_id)
+            if call is None:
                 return  # never authorized (refused, or failed before acceptance): nothing held
-            call = self._locked_call(tx, call_id)
             if call.status != "held":
                 return
             tx.apply_balance(call.account_id, debits_pending=-call.hold_minor, require_cover=False)

@@ -50,9 +50,9 @@ class _MemoryTx:
         for row in rows:
             self.insert(row)
 
-    def lock_call_account(self, call_id: str) -> AccountRow | None:
-        call = self.tables[CallRow].get(call_id)
-        return None if call is None else self.get(AccountRow, call.account_id)
+    def lock_call(self, call_id: str) -> CallRow | None:
+        call: CallRow | None = self.tables[CallRow].get(call_id)
+        return call
 
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None:
         rows = self.tables[table]

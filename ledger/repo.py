@@ -121,10 +121,10 @@ class _Statements:
         self.update: dict[tuple[type[Any], tuple[str, ...]], Any] = {}
         a, n, c = ACCOUNTS.c, NUMBERS.c, CALLS.c
         self.lock_account = select(ACCOUNTS).where(a.id == bindparam("k")).with_for_update()
-        self.lock_call_account = (
-            select(ACCOUNTS)
-            .where(a.id == select(c.account_id).where(c.call_id == bindparam("k")).scalar_subquery())
-            .with_for_update()
+        # Locks the call's row and its account's row; after waiting for a concurrent settle,
+        # PostgreSQL re-reads both locked rows (READ COMMITTED), so the status seen is the latest.
+        self.lock_call = (
+            select(CALLS).join(ACCOUNTS, a.id == c.account_id).where(c.call_id == bindparam("k")).with_for_update()
         )
         balance = (
             update(ACCOUNTS)
@@ -234,9 +234,9 @@ class _SqlTx:
         found = self.conn.execute(STATEMENTS.lock_account, {"k": account_id}).first()
         return None if found is None else self._row(AccountRow, found._mapping)
 
-    def lock_call_account(self, call_id: str) -> AccountRow | None:
-        found = self.conn.execute(STATEMENTS.lock_call_account, {"k": call_id}).first()
-        return None if found is None else self._row(AccountRow, found._mapping)
+    def lock_call(self, call_id: str) -> CallRow | None:
+        found = self.conn.execute(STATEMENTS.lock_call, {"k": call_id}).first()
+        return None if found is None else self._row(CallRow, found._mapping)
 
     def apply_balance(
         self,

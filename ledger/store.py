@@ -210,8 +210,8 @@ class Tx(Protocol):
 
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None: ...
 
-    def lock_call_account(self, call_id: str) -> AccountRow | None:
-        """Lock the account that holds this call's hold (one statement), or None for an unknown call."""
+    def lock_call(self, call_id: str) -> CallRow | None:
+        """The call, read with its account locked (one statement), or None for an unknown call."""
         ...
 
     def lock_account(self, account_id: str) -> AccountRow | None:
