@@ -183,8 +183,10 @@ class TrunkCore:
         self.log.append(LogEntry(now, direction, peer, first, msg.call_id, method))
 
     def _is_us(self, uri: SipUri) -> bool:
+        """The URI names this trunk: our host, with our port or none (the engine's trunk URI is
+        ``sip:<number>@<trunk host>``, often without the port it sends to)."""
         host, port = self.addr
-        return uri.host in (host, "localhost") and (uri.port or 5060) == port
+        return uri.host in (host, "localhost") and uri.port in (None, port)
 
     def _reply(
         self, req: Request, source: Addr, status: int, headers: tuple[tuple[str, str], ...] = ()
