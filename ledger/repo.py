@@ -9,8 +9,9 @@ balance change is a conditional UPDATE (DESIGN.md section 6); SQLite write trans
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -282,12 +283,15 @@ class SqlStore:
     def __init__(self, engine_or_url: Engine | str, *, auto_migrate: bool = True) -> None:
         self.engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
         self.postgres = self.engine.dialect.name == "postgresql"
+        # SQLite has one writer at a time and makes waiting writers sleep with back-off; threads of
+        # one process (the engine's ledger calls) queue on this lock instead, in order and awake.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         if auto_migrate:
             migrate(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[_SqlTx]:
-        with self.engine.begin() as conn:
+        with self._write_lock or nullcontext(), self.engine.begin() as conn:
             yield _SqlTx(conn, self.postgres)
 
     @contextmanager
