@@ -4,7 +4,8 @@ PostgreSQL, next to pgbench's built-in TPC-B-like script on the same PostgreSQL 
     python bench/ledger.py [--seconds 5] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Writers are processes (the GIL would otherwise be the limit), each on its own prepaid account
-(different families calling at once); one extra row puts 8 writers on a single hot account.
+(different families calling at once); one extra row puts 8 writers on a single hot account, and
+one runs 8 threads in one process on SQLite (how the engine calls it).
 A cycle is what one accepted call costs the ledger: authorize (re-check every BLK rule, pending
 hold) then settle (post, release, distribute taxes) = 2 transactions. pgbench's TPC-B-like
 transaction is 5 statements in 1 transaction; the ratio compares the two on the same server.
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.testing import T0, TAXED, facts  # noqa: E402
+from ledger.testing import T0, TAXED, facts
 
 DEFAULT_PG = os.environ.get("IVR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -81,11 +82,46 @@ def run_ledger(url: str, writers: int, seconds: float, hot: bool) -> float:
         ready.acquire()
     started = time.perf_counter()
     start.set()
-    total = sum(out.get() for _ in procs)
+    total = sum(int(out.get()) for _ in procs)
     elapsed = max(time.perf_counter() - started, seconds)
     for proc in procs:
         proc.join()
     return total / elapsed
+
+
+def run_ledger_threads(url: str, writers: int, seconds: float) -> float:
+    """Writers as threads of one process: how the engine calls the ledger (background threads)."""
+    import threading
+
+    from ledger.service import LedgerService
+
+    service = LedgerService(url)
+    for index in range(writers):
+        account = service.open_account(f"bench {index}", [_number(index)], T0)
+        service.deposit(account, 10**11, "card", T0)
+    counts = [0] * writers
+    start = threading.Barrier(writers + 1)
+    deadline = [0.0]
+
+    def writer(index: int) -> None:
+        start.wait()
+        cycles = 0
+        while time.perf_counter() < deadline[0]:
+            call_id = f"t{index}-{cycles}"
+            service.authorize(facts(call_id, _number(index), tariff=TAXED, at=T0))
+            service.settle(call_id, 125, "DIS-HANGUP", False, T0 + timedelta(minutes=3))
+            cycles += 1
+        counts[index] = cycles
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds
+    start.wait()
+    for thread in threads:
+        thread.join()
+    service.close()
+    return sum(counts) / seconds
 
 
 def _pg_admin(url: str) -> Any:
@@ -111,7 +147,14 @@ def run_pgbench(url: str, clients: int, seconds: float) -> float | None:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{database}"'))
     try:
-        conn_args = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
+        conn_args = [
+            "-h",
+            parts.hostname or "127.0.0.1",
+            "-p",
+            str(parts.port or 5432),
+            "-U",
+            parts.username or "postgres",
+        ]
         subprocess.run(["pgbench", "-i", "-q", "-s", "8", *conn_args, database], check=True, capture_output=True)
         threads = min(clients, os.cpu_count() or 1)
         done = subprocess.run(
@@ -139,6 +182,8 @@ def main() -> int:
         for writers in (1, 8):
             url = f"sqlite:///{tmp / f'bench-{writers}.db'}"
             rows.append(("sqlite", f"{writers}", run_ledger(url, writers, args.seconds, hot=False), None))
+        url = f"sqlite:///{tmp / 'bench-threads.db'}"
+        rows.append(("sqlite", "8 threads", run_ledger_threads(url, 8, args.seconds), None))
         if args.pg:
             from sqlalchemy import text
 
@@ -159,10 +204,10 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"ledger authorize+settle cycles per second ({args.seconds:.0f} s per run, {os.cpu_count()} CPUs)")
     print(f"{'backend':<11} {'writers':<17} {'cycles/s':>9} {'pgbench tps':>12} {'ratio':>7}")
-    for backend, writers, rate, tps in rows:
+    for backend, label, rate, tps in rows:
         tps_text = f"{tps:12.0f}" if tps else f"{'-':>12}"
         ratio = f"{rate / tps:7.2f}" if tps else f"{'-':>7}"
-        print(f"{backend:<11} {writers:<17} {rate:9.0f} {tps_text} {ratio}")
+        print(f"{backend:<11} {label:<17} {rate:9.0f} {tps_text} {ratio}")
     return 0
 
 
