@@ -185,9 +185,7 @@ def _cmd_set_status(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db", default=argparse.SUPPRESS, help="database URL (default sqlite:///ivr.db, env IVR_DB)"
-    )
+    common.add_argument("--db", default=argparse.SUPPRESS, help="database URL (default sqlite:///ivr.db, env IVR_DB)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     roster = subparsers.add_parser("roster", parents=[common], help="callers: add, list, set-status")
     sub = roster.add_subparsers(dest="roster_command", metavar="COMMAND")

@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import models
@@ -102,13 +102,25 @@ def head_revision() -> str | None:
 
 
 def migrate(engine: Engine) -> tuple[str | None, str | None]:
-    """Bring the schema to the head revision; returns (before, after)."""
+    """Bring the schema to the head revision; returns (before, after).
+
+    Safe when several processes start on a new database at once: the revision is re-read inside
+    the migrating transaction, which holds SQLite's write lock (BEGIN IMMEDIATE) or a PostgreSQL
+    transaction-level advisory lock.
+    """
     before = current_revision(engine)
     head = head_revision()
     if before != head:
         with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), "head")
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            before = MigrationContext.configure(conn).get_current_revision()
+            if before != head:
+                command.upgrade(alembic_config(conn), "head")
     return before, head
+
+
+_MIGRATION_LOCK = 0x1C0_11EC7  # any constant: the advisory lock key of ledger migrations
 
 
 class _Statements:

@@ -84,3 +84,38 @@ def test_rate_cap_refuses_unknowns() -> None:
         rate_cap("jail", -1, AFTER)
     with pytest.raises(NoCapError):
         rate_cap("jail", 10, datetime(2020, 1, 1, tzinfo=UTC))
+
+
+def _first_use_race(url: str) -> None:
+    import threading
+
+    from ledger.service import LedgerService
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            LedgerService(url).close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    engine = make_engine(url)
+    assert _diff(engine) == []
+    engine.dispose()
+
+
+def test_concurrent_first_use_migrates_once_sqlite(tmp_path: Path) -> None:
+    """Several engines starting on a new SQLite file at once: one migrates, none fails."""
+    _first_use_race(f"sqlite:///{tmp_path / 'race.db'}")
+
+
+@pytest.mark.postgres
+def test_concurrent_first_use_migrates_once_postgres(pg_url: str) -> None:
+    """Several engines starting on a new PostgreSQL schema at once: one migrates (advisory lock)."""
+    _first_use_race(pg_url)
