@@ -117,8 +117,12 @@ class AudioScript:
         self._inserts: list[Pcm] = []
         self._insert_pos = 0
         self.samples_out = 0
+        self._speak_next = False
 
     def talk(self, on: bool = True) -> None:
+        if on and not self.talking:
+            self._bed = np.zeros(0, dtype=np.int16)
+            self._speak_next = True  # a conversation starts with speech, not with a pause
         self.talking = on
         if not on:
             self._bed = np.zeros(0, dtype=np.int16)
@@ -138,7 +142,8 @@ class AudioScript:
 
     def _next_bed(self) -> Pcm:
         if self.talking and self._talk_clips:
-            if self._rng.random() < 0.5:
+            if self._speak_next or self._rng.random() < 0.5:
+                self._speak_next = False
                 return scaled(load_clip(self._rng.choice(self._talk_clips)))
             # a pause in the conversation (the other party talks), 1-3 s
             return np.zeros(int(self._rng.uniform(1.0, 3.0) * SAMPLE_RATE_HZ), dtype=np.int16)

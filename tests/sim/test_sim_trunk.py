@@ -162,12 +162,12 @@ def test_in_dialog_request_follows_the_route_set() -> None:
     """A BYE with our Route goes to its Request-URI (the peer's Contact) with our Route removed."""
     core = TrunkCore(TRUNK)
     bye = (
-        "BYE sip:ivr@127.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKbye;rport\r\n"
-        "Route: <sip:127.0.0.1:5070;lr>\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=a\r\nTo: <sip:y@127.0.0.1>;tag=b\r\n"
-        "Call-ID: c@127.0.0.1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"BYE sip:ivr@127.0.0.1:5060 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKbye;rport\r\n"
+        b"Route: <sip:127.0.0.1:5070;lr>\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=a\r\nTo: <sip:y@127.0.0.1>;tag=b\r\n"
+        b"Call-ID: c@127.0.0.1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
     req, dest = only(core.receive(bye, PHONE, 0.0))
     assert isinstance(req, Request) and dest == ENGINE
     assert req.headers.get("Route") is None
@@ -191,10 +191,10 @@ def test_only_loopback_sources_and_destinations() -> None:
     with pytest.raises(ValueError):
         core.route("+15125550101", ("192.168.1.5", 5060))
     bye = (
-        "BYE sip:ivr@192.0.2.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=a\r\nTo: <sip:y@127.0.0.1>;tag=b\r\n"
-        "Call-ID: c@127.0.0.1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"BYE sip:ivr@192.0.2.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=a\r\nTo: <sip:y@127.0.0.1>;tag=b\r\n"
+        b"Call-ID: c@127.0.0.1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
     assert core.receive(bye, PHONE, 0.0) == []
 
 
