@@ -144,7 +144,7 @@ def test_transfer_by_refer_is_declined_and_reported() -> None:
 def test_three_way_flash_sounds_like_a_hookflash_and_dialing() -> None:
     """DIS-3WAY: click (< 40 ms), silence, dial tone 350+440 Hz, DTMF digits, a third voice."""
     b = quick(steps=(Step(0.1, Action.FLASH, "5551234"),), hangup_after_s=8.5, talk=False)
-    phone, peer = run(lambda: place(b, wait_s=15))
+    _phone, peer = run(lambda: place(b, wait_s=15))
     found = peer.log.detections()
     digits = "".join(d.digit for d in found if isinstance(d, det.DtmfEvent))
     tones = [t.name for t in found if isinstance(t, det.ToneEvent)]
@@ -155,7 +155,7 @@ def test_three_way_flash_sounds_like_a_hookflash_and_dialing() -> None:
 
 def test_call_waiting_tone_is_440_hz_for_250_ms() -> None:
     """DIS-3WAY: the call-waiting tone is detected as such by ivr.detect."""
-    phone, peer = run(lambda: place(quick(steps=(Step(0.5, Action.CALL_WAITING),), hangup_after_s=1.5, talk=False)))
+    _phone, peer = run(lambda: place(quick(steps=(Step(0.5, Action.CALL_WAITING),), hangup_after_s=1.5, talk=False)))
     tones = [t for t in peer.log.detections() if isinstance(t, det.ToneEvent)]
     assert [t.name for t in tones] == ["call_waiting"]
     assert 200 <= tones[0].end_ms - tones[0].start_ms <= 300
@@ -189,7 +189,7 @@ def test_talking_then_silence_then_rtp_stops() -> None:
         phone.close(), peer.close(), trunk.close()
         return phone, peer, before, after
 
-    phone, peer, before, after = run(scenario)
+    _phone, peer, before, after = run(scenario)
     assert after == before  # no RTP after stop_rtp
     pcm = peer.log.pcm()
     assert abs(pcm[: 3 * 8000].astype(int)).max() > 1000  # speech in the first seconds
@@ -198,7 +198,7 @@ def test_talking_then_silence_then_rtp_stops() -> None:
 
 def test_static_line_is_noise_not_silence() -> None:
     """DIS-NOISE: a static-filled line carries broadband noise the whole time."""
-    phone, peer = run(lambda: place(quick(key=None, static=True, talk=False, hangup_after_s=1.0)))
+    _phone, peer = run(lambda: place(quick(key=None, static=True, talk=False, hangup_after_s=1.0)))
     pcm = peer.log.pcm().astype(float)
     assert len(pcm) > 4000
     rms = float((pcm[1000:] ** 2).mean() ** 0.5)
@@ -273,7 +273,7 @@ def test_facility_caller_enters_pin_by_rfc4733() -> None:
         caller.close(), peer.close()
         return caller, peer
 
-    caller, peer = run(scenario)
+    _caller, peer = run(scenario)
     assert peer.log.invite is not None and peer.log.invite.inmate_id is None
     assert "".join(peer.log.rfc4733_keys) == "481516"
 
