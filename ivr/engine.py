@@ -448,7 +448,8 @@ class Engine:
             now_ms = round(self.now() * 1000)
             if isinstance(event, det.DtmfEvent):
                 if io.media is not None:
-                    press = io.media.inband_key(event.digit, self.now())
+                    # The detector reports at the tone's end; de-duplication compares press onsets (ACC-5).
+                    press = io.media.inband_key(event.digit, self.now(), started_at=event.start_ms / 1000)
                     if press is not None:
                         session.feed(ev.KeyPressed(press.key, io.leg, press.source))
             elif isinstance(event, det.SilenceStarted):

@@ -50,7 +50,10 @@ def remote_media(local: SessionDescription, remote: SessionDescription) -> Remot
     """The RTP parameters offer/answer settled (RFC 3264) for a leg."""
     params = negotiate(local, remote)
     codec = Codec.PCMA if params.codec.name.upper() == "PCMA" else Codec.PCMU
-    return RemoteMedia((params.remote_address, params.remote_port), codec, params.dtmf_payload_type)
+    ours = local.audio()
+    local_te = next((c.payload_type for c in (ours.codecs if ours else [])
+                     if c.name.lower() == "telephone-event"), None)
+    return RemoteMedia((params.remote_address, params.remote_port), codec, params.dtmf_payload_type, local_te)
 
 
 @dataclass(slots=True)
