@@ -501,7 +501,7 @@ class LedgerCore:
             raise InputError("the same number is given twice")
         if state is not None and not (len(state) == 2 and state.isascii() and state.isalpha()):
             raise InputError(f"state must be a two-letter code like AK, not {state!r}")
-        if pin is not None and not rules_valid_pin(pin):
+        if pin is not None and not valid_pin(pin):
             raise InputError("PIN must be 4 to 12 digits")
         if number_type not in rules.NUMBER_TYPES:
             raise InputError(f"number type must be one of {', '.join(rules.NUMBER_TYPES)}")
@@ -917,10 +917,6 @@ class LedgerCore:
 
 
 _KIND_ORDER = {"deposit": 0, "call": 1, "fee": 2, "tax": 3, "credit": 4, "refund": 5, "expiry": 6}
-
-
-def rules_valid_pin(pin: str) -> bool:
-    return valid_pin(pin)
 
 
 def parse_when(text: str) -> datetime:

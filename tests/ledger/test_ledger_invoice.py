@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger import invoice
 from ledger.api import Authorized
+from ledger.core import InvoiceData
 from ledger.memory import InMemoryLedger
 from ledger.testing import T0, TAXED, facts
 
@@ -57,7 +58,7 @@ def test_invoice_lines_add_up_to_balance_change_every_month(ops: list[tuple[str,
     assert total == ledger.balance(account).posted_minor
 
 
-def _sample() -> invoice.InvoiceData:
+def _sample() -> InvoiceData:
     ledger = InMemoryLedger()
     account = ledger.open_account("Ann", [NUMBER], T0)
     ledger.deposit(account, 1000, "card", T0, card_last4="4242")

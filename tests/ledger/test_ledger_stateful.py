@@ -203,5 +203,5 @@ def test_postgres_ledger_stateful(pg_schema: str) -> None:
         def teardown(self) -> None:
             pass
 
-    run_state_machine_as_test(PgMachine, settings=_settings(8, 25))
+    run_state_machine_as_test(PgMachine, settings=_settings(8, 25))  # type: ignore[no-untyped-call]
     engine.dispose()

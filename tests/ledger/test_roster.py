@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,14 @@ def test_roster_refuses_bad_input(url: str) -> None:
     roster = Roster(url)
     roster.add("I-1", "John", "F1", "1234")
     roster.add("I-2", "Jim", "F2", "1234")  # same PIN, other facility: fine
-    for bad in (
+    bad_calls: list[Callable[[], object]] = [
         lambda: roster.add("I-1", "Again", "F1", "9999"),
         lambda: roster.add("I-3", "Jack", "F1", "1234"),
         lambda: roster.add("I-4", "Jo", "F1", "12"),
         lambda: roster.set_status("I-1", "gone"),
         lambda: roster.set_status("nobody", "active"),
-    ):
+    ]
+    for bad in bad_calls:
         with pytest.raises(InputError):
             bad()
     assert [c.id for c in roster.list()] == ["I-1", "I-2"]
