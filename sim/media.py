@@ -77,7 +77,7 @@ def three_way_pcm(
     if not 300.0 <= gap_ms <= 1100.0:
         raise ValueError("the silence after a flash is 300-1100 ms")
     parts = [
-        synth.silence(200.0),
+        synth.silence(800.0),  # the party stops talking before pressing the hook switch
         synth.click(click_ms, CLICK_LEVEL_DBM0, rng),
         synth.silence(gap_ms),
         synth.tone((350.0, 440.0), dial_tone_ms, DIAL_TONE_LEVEL_DBM0),
