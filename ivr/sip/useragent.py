@@ -244,6 +244,7 @@ class UserAgent:
         self._armed: dict[int, float] = {}
         self._dirty: list[_Timed] = []
         self._stateless_secret = rand(8).hex()
+        self.internal_errors = 0  # bugs caught at the receive() boundary (the fuzz tests expect 0)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -356,7 +357,8 @@ class UserAgent:
                 self._on_response(msg, now, events)
             except (ValueError, RemoteProtocolError):
                 pass  # section 18.1.2: a response we cannot use is dropped
-            except Exception:
+            except Exception:  # the boundary: a bug must not kill the socket's reader; count and log it
+                self.internal_errors += 1
                 log.exception("sip.response_handler_failed", call_id=msg.call_id)
             return events
         try:
@@ -365,7 +367,8 @@ class UserAgent:
             self._reply_error(msg, addr, now, exc.status, exc.reason, events)
         except ValueError as exc:
             self._reply_error(msg, addr, now, 400, "Bad Request", events, detail=str(exc))
-        except Exception:
+        except Exception:  # the boundary: answer 500, count and log the bug, keep serving
+            self.internal_errors += 1
             log.exception("sip.request_handler_failed", call_id=msg.call_id, method=msg.method)
             self._reply_error(msg, addr, now, 500, "Server Internal Error", events)
         return events
@@ -1032,9 +1035,9 @@ class UserAgent:
     # ------------------------------------------------------------------ responses (UAC)
 
     def _on_response(self, resp: Response, now: float, events: list[UAEvent]) -> None:
+        # Section 18.1.2 checks sent-by against our address; we match on the branch alone (it is
+        # random, 64 bits) because NAT and address aliases make the sent-by check reject good replies.
         via = resp.top_via
-        if via.host != self.local_addr[0] and via.sent_by != self.local_addr:
-            pass  # section 18.1.2 would discard; loopback aliases make this too strict, match by branch
         method = resp.cseq.method
         ctx = self._client_tx.get((via.branch or "", method))
         if ctx is None:
@@ -1339,10 +1342,24 @@ class UserAgent:
                 del self._armed[id(obj)]
             current = self._deadline_of(obj)
             if current is not None and current <= now:
-                self._fire(obj, now, events)
+                try:
+                    self._fire(obj, now, events)
+                except Exception:  # the boundary: one broken timer must not stop the others
+                    self.internal_errors += 1
+                    log.exception("sip.timer_failed")
+                    self._drop_timed(obj)
             self._touch(obj)
             self._flush_timers()
         return events
+
+    def _drop_timed(self, obj: _Timed) -> None:
+        """Forget an object whose timer handler failed, so it cannot fail again and again."""
+        if isinstance(obj, ServerTransaction | _ClientCtx):
+            (obj.tx if isinstance(obj, _ClientCtx) else obj).terminate()
+        elif isinstance(obj, _Call):
+            self._calls.pop(obj.call_id, None)
+        else:
+            self._registrations.pop(obj.aor, None)
 
     def _fire(self, obj: _Timed, now: float, events: list[UAEvent]) -> None:
         if isinstance(obj, ServerTransaction):

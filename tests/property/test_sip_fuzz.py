@@ -256,6 +256,7 @@ def check_one(ua: UserAgent, data: bytes, now: float) -> bool:
         if isinstance(e, ev.RequestRejected) and e.status == 500 and e.reason == "Server Internal Error"
     ]
     assert not internal, f"internal error on {data[:200]!r}"
+    assert ua.internal_errors == 0, f"internal error on {data[:200]!r}"
     for e in events:  # events carry parsed SDP when they carry any: it must be re-serializable
         sdp = getattr(e, "sdp", None)
         if sdp is not None:
