@@ -63,6 +63,28 @@ class ConversationMaker:
         hiss = float(self.rng.uniform(-70, -50))
         return self._g711(self.talk(seconds, hiss))
 
+    def household(self, seconds: float) -> npt.NDArray[np.int16]:
+        """A harder clean call: door knocks, cup and keyboard clicks in the pauses (one every
+        ~15 s, 5-30 ms, -35..-10 dBm0) and the room noise changing level (TV, fan: every ~30 s,
+        steps of 6-15 dB down or up, between -65 and -40 dBm0)."""
+        rng = self.rng
+        hiss = float(rng.uniform(-70, -50))
+        out = self.talk(seconds, hiss)
+        n = len(out)
+        pos = 0
+        level = float(rng.uniform(-65, -45))
+        while pos < n:
+            seg = int(rng.uniform(10, 50) * SR)
+            room = synth.white_noise(min(seg, n - pos) / 8, level, rng)
+            out[pos : pos + len(room)] += room[: n - pos]
+            pos += seg
+            level = float(np.clip(level + rng.choice([-1, 1]) * rng.uniform(6, 15), -65, -40))
+        for _ in range(int(seconds / 15)):
+            at = int(rng.integers(0, max(n - SR, 1)))
+            c = synth.click(float(rng.uniform(5, 30)), float(rng.uniform(-35, -10)), rng)
+            out[at : at + len(c)] += c[: n - at]
+        return self._g711(out)
+
     def with_event(self, before_s: float, after_s: float) -> tuple[npt.NDArray[np.int16], FlashTruth]:
         """Conversation, then a flash (3 variants) or a call-waiting tone, then more talk."""
         rng = self.rng

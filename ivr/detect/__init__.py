@@ -1,1 +1,17 @@
-"""Streaming audio detectors over 8 kHz, 20 ms frames (DESIGN.md section 4)."""
+"""Streaming audio detectors over 8 kHz, 20 ms frames (DESIGN.md section 4, issue 3).
+
+Public API (all sans-I/O, numpy only):
+
+* :mod:`ivr.detect.config`: ``DtmfConfig``, ``SilenceConfig``, ``ToneConfig``, ``HookflashConfig``,
+  ``NoiseConfig``, ``DetectorConfigs`` and ``detector_configs_from_table(table, where)`` for the
+  dialplan's ``[detectors]`` table.
+* :mod:`ivr.detect.events`: ``DtmfEvent``, ``SilenceStarted``, ``SilenceEnded``, ``ToneEvent``,
+  ``HookflashEvent``, ``NoiseStarted``, ``NoiseEnded`` (``evidence()``, ``to_json()``).
+* :mod:`ivr.detect.bank`: ``BatchedDetectorBank(channels, configs)`` with ``reset_row(row, now_ms)``,
+  ``feed(frames[channels, 160], now_ms) -> list[list[event]]`` and ``flush(now_ms)``; the one-leg
+  ``DetectorBank``; ``detect_samples(pcm, configs)`` for a whole signal.
+* One detector alone: ``DtmfBank``/``DtmfDetector`` (dtmf.py), ``SilenceBank``/``SilenceDetector``,
+  ``ToneBank``/``ToneDetector``, ``HookflashBank``, ``NoiseBank``/``NoiseDetector``.
+* :mod:`ivr.detect.synth`: DTMF keys, tones, clicks and noise for simulated phones and tests.
+* ``ivr detect FILE.wav`` (:mod:`ivr.detect.cli`).
+"""
