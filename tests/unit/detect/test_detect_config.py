@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.detect.config import DetectorConfigs, DtmfConfig, detector_configs_from_table
 from ivr.errors import InputError
@@ -63,3 +65,38 @@ def test_with_only_enables_exactly_the_named_detectors() -> None:
     """with_only turns on the named detectors (noise included) and off the rest."""
     cfg = DetectorConfigs().with_only(("noise", "tones"))
     assert cfg.enabled() == ("tones", "noise")
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**7), max_value=10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+_KEYS = st.sampled_from(
+    ["min_level_dbm0", "min_duration_ms", "enabled", "max_click_ms", "min_flatness", "bogus", "filter_dial_tone"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.dictionaries(
+        st.sampled_from(["dtmf", "silence", "tones", "hookflash", "noise", "radar"]),
+        st.dictionaries(_KEYS, _VALUES, max_size=3),
+        max_size=3,
+    )
+)
+def test_any_table_gives_configs_or_an_input_error(table: dict[str, dict[str, object]]) -> None:
+    """Whatever a dialplan holds, the mapping returns configs or raises InputError, nothing else."""
+    try:
+        cfg = detector_configs_from_table(table, "x.toml")
+    except InputError as exc:
+        assert exc.where is not None and exc.where.startswith("x.toml: detectors")
+    else:
+        assert isinstance(cfg, DetectorConfigs)
+        for name, sub in table.items():
+            for key, value in sub.items():
+                if key != "enabled":
+                    assert getattr(getattr(cfg, name), key) == value
