@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.sip import events as ev
-from ivr.sip.message import MalformedMessageError, Request, Response, parse_message
+from ivr.sip.message import MalformedMessageError, Request, Response, build_response, parse_message
 from ivr.sip.sdp import build_answer, build_offer, parse_sdp
 from ivr.sip.useragent import Credentials, UAConfig, UserAgent
 
@@ -107,6 +107,7 @@ def corpus(dialog_call_id: str, dialog_tag: str) -> list[bytes]:
         ),
         msg("SIP/2.0 486 Busy Here", fix_from(base("BYE", to_tag="t"))),
     ]
+    seeds += uac_responses()
     for s in seeds:  # the seeds themselves must be valid
         parse_message(s)
     return seeds
@@ -239,8 +240,39 @@ def established_ua() -> tuple[UserAgent, str, str]:
     )
     # and one outgoing call (so responses can match a client transaction)
     ua.invite("sip:2@127.0.0.1:5070", build_offer("127.0.0.1", 4000, session_id=2), 0.1)
-    ua.datagrams_to_send()
+    out = parse_message(ua.datagrams_to_send()[0][0])
+    assert isinstance(out, Request)
+    _OUTGOING[:] = [out]  # the UA's randomness is a counter: every run sends the same INVITE
     return ua, inv.call_id, ok.to.tag
+
+
+_OUTGOING: list[Request] = []
+
+
+def uac_responses() -> list[bytes]:
+    """Responses to the UA's own outgoing INVITE (same branch): the UAC paths get fuzzed too."""
+    if not _OUTGOING:
+        established_ua()
+    invite = _OUTGOING[0]
+    out: list[bytes] = []
+    for status, extra, body in (
+        (100, (), ""),
+        (180, (), ""),
+        (183, (), SDP),
+        (200, (), SDP.replace("a=sendonly", "a=sendrecv")),
+        (401, ('Digest realm="r", nonce="n", qop="auth", algorithm=SHA-256',), ""),
+        (407, ('Digest realm="r", nonce="n", algorithm=MD5',), ""),
+        (486, (), ""),
+    ):
+        resp = build_response(invite.headers, status, "R", to_tag=None if status == 100 else "callee")
+        resp.headers.add("Contact", "<sip:callee@127.0.0.1:5070>")
+        for value in extra:
+            resp.headers.add("WWW-Authenticate" if status == 401 else "Proxy-Authenticate", value)
+        if body:
+            resp.headers.add("Content-Type", "application/sdp")
+            resp.body = body.encode()
+        out.append(resp.to_bytes())
+    return out
 
 
 def check_one(ua: UserAgent, data: bytes, now: float) -> bool:
