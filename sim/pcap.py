@@ -409,6 +409,7 @@ def _dtmf_pt(sdp: SessionDescription | None) -> int | None:
 def _sip_legs(datagrams: list[Datagram]) -> tuple[dict[str, SipLeg], list[Datagram]]:
     legs: dict[str, SipLeg] = {}
     others: list[Datagram] = []
+    seen: set[tuple[object, ...]] = set()
     for d in datagrams:
         head = d.payload[:8]
         if not (head.startswith(b"SIP/2.0") or head[:1].isalpha()):
@@ -434,8 +435,26 @@ def _sip_legs(datagrams: list[Datagram]) -> tuple[dict[str, SipLeg], list[Datagr
                 inmate_id=(msg.headers.get("X-Inmate-Id") or "").strip() or None,
             )
             legs[call_id] = leg
+        sig = _signature(msg)
+        if sig in seen:
+            continue  # a retransmission, or the same message again on the far side of a proxy
+        seen.add(sig)
         leg.messages.append((d.ts, d.src, d.dst, msg))
     return legs, others
+
+
+def _signature(msg: Request | Response) -> tuple[object, ...]:
+    """What identifies one message whatever hop it was captured on: the originator's Via branch
+    (the bottom Via: proxies add theirs on top), the CSeq, and the method or status."""
+    try:
+        vias = msg.vias
+        origin = vias[-1].branch if vias else None
+        cseq = str(msg.cseq)
+    except ValueError:
+        return (id(msg),)
+    if isinstance(msg, Request):
+        return ("request", msg.call_id, msg.method, cseq, origin)
+    return ("response", msg.call_id, msg.status, cseq, origin, msg.to.tag)
 
 
 def _from_caller(leg: SipLeg, msg: Request | Response, src: Addr, dst: Addr) -> bool:

@@ -241,9 +241,11 @@ class _Phone:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _open(self, contact_user: str) -> None:
+    async def _open(self, contact_user: str, *, tap_sip: bool = True) -> None:
+        # A called phone's SIP all passes the trunk, which has its own tap: not twice in a capture.
         self.ua = SimUserAgent(
-            UAConfig(local_addr=(self.host, 0), contact_user=contact_user, user_agent="ivr-sim-phone"), tap=self._tap
+            UAConfig(local_addr=(self.host, 0), contact_user=contact_user, user_agent="ivr-sim-phone"),
+            tap=self._tap if tap_sip else None,
         )
         self.sip = await open_sip_endpoint(self.ua, (self.host, 0), self._on_events)
         self.rtp = await RtpEndpoint.open(self._on_rtp, host=self.host)
@@ -452,7 +454,7 @@ class CalledPhone(_Phone):
     @classmethod
     async def open(cls, number: str, behaviour: CalledBehaviour, *, seed: int = 0, tap: Any = None) -> CalledPhone:
         phone = cls(number, behaviour, seed=seed, tap=tap)
-        await phone._open(number.lstrip("+") or "phone")
+        await phone._open(number.lstrip("+") or "phone", tap_sip=False)
         return phone
 
     def on_event(self, event: UAEvent) -> None:

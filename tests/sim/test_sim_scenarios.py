@@ -39,12 +39,34 @@ def test_day_at_the_county_jail_has_a_realistic_mix_of_at_least_100_calls() -> N
     assert len(scenario.calls) >= 100
     counts = Counter(c.behaviour for c in scenario.calls)
     assert counts["talk"] > len(scenario.calls) / 2
-    for behaviour in ("refuse", "block", "busy", "no_answer", "hold", "three_way", "stray_keys", "go_silent",
-                      "long_talk", "transfer", "call_waiting"):
+    for behaviour in (
+        "refuse",
+        "block",
+        "busy",
+        "no_answer",
+        "hold",
+        "three_way",
+        "stray_keys",
+        "go_silent",
+        "long_talk",
+        "transfer",
+        "call_waiting",
+    ):
         assert counts[behaviour] >= 1, behaviour
     outcomes = Counter(c.expect.outcome for c in scenario.calls)
-    assert set(outcomes) >= {"completed", "refused", "blocked", "busy", "no_answer", "no_input", "disconnected",
-                             "limited", "restricted", "abandoned", "dropped"}
+    assert set(outcomes) >= {
+        "completed",
+        "refused",
+        "blocked",
+        "busy",
+        "no_answer",
+        "no_input",
+        "disconnected",
+        "limited",
+        "restricted",
+        "abandoned",
+        "dropped",
+    }
     assert scenario.dialplan is not None and scenario.dialplan.name == "sim-county-jail.toml"
     talks = [c.called.hangup_after_s for c in scenario.calls if c.behaviour == "talk" and c.called]
     assert all(t is not None and 1.0 <= t <= 30.0 for t in talks)  # 1-10 minutes at time scale 0.05
@@ -52,7 +74,10 @@ def test_day_at_the_county_jail_has_a_realistic_mix_of_at_least_100_calls() -> N
 
 def test_defaults_and_time_scale(tmp_path: Path) -> None:
     """expect defaults to the behaviour's; talk_s and at_s are scaled, key timing is not."""
-    scenario = load_scenario(write(tmp_path, """
+    scenario = load_scenario(
+        write(
+            tmp_path,
+            """
 [[calls]]
 caller = "A1"
 number = "+15125550101"
@@ -61,7 +86,9 @@ hold_mode = "inactive"
 at_s = 10
 talk_s = 100
 key_after_s = 2
-"""))
+""",
+        )
+    )
     call = scenario.calls[0]
     assert (call.expect.outcome, call.expect.reason) == ("disconnected", "DIS-HOLD")
     assert call.called is not None
@@ -74,7 +101,10 @@ key_after_s = 2
 
 def test_pin_identification_repeat_and_explicit_expectation(tmp_path: Path) -> None:
     """identify = "pin" sends the roster PIN; repeat expands a call; expect may be a string."""
-    scenario = load_scenario(write(tmp_path, """
+    scenario = load_scenario(
+        write(
+            tmp_path,
+            """
 [[calls]]
 caller = "A1"
 number = "+15125550101"
@@ -82,7 +112,9 @@ behaviour = "busy"
 identify = "pin"
 repeat = 3
 expect = "busy ACC-4"
-"""))
+""",
+        )
+    )
     assert [c.index for c in scenario.calls] == [1, 2, 3]
     call = scenario.calls[0]
     assert call.facility.inmate_id is None and call.facility.pin == "1234"
@@ -93,7 +125,7 @@ def test_every_behaviour_builds_with_its_defaults(tmp_path: Path) -> None:
     """Each documented behaviour builds a phone script from defaults alone."""
     body = ""
     for name in BEHAVIOURS:
-        extra = 'caller_hangup_s = 60\n' if name == "caller_hangs_up" else ""
+        extra = "caller_hangup_s = 60\n" if name == "caller_hangs_up" else ""
         body += f'[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "{name}"\n{extra}\n'
     scenario = load_scenario(write(tmp_path, body))
     assert [c.behaviour for c in scenario.calls] == list(BEHAVIOURS)
@@ -103,38 +135,67 @@ def test_every_behaviour_builds_with_its_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "dance"\n', "calls[1].behaviour: unknown behaviour"),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "dance"\n',
+            "calls[1].behaviour: unknown behaviour",
+        ),
         ('[[calls]]\ncaller = "A1"\nnumber = "5550101"\nbehaviour = "talk"\n', "calls[1].number: must be an E.164"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ntalk_s = "long"\n',
-         "calls[1].talk_s: must be a number"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nhold_mode = "inactive"\n',
-         "calls[1].hold_mode: unknown key (not a parameter of this behaviour)"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ncolour = 3\n',
-         "calls[1].colour: unknown key"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "hold"\nhold_mode = "paused"\n',
-         "calls[1].hold_mode: must be one of sendonly, inactive, 0.0.0.0"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nkey_method = "smoke"\n',
-         "calls[1].key_method: must be one of"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ntelephone_event = false\n',
-         "calls[1].key_method: rfc4733 keys need telephone_event = true"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nexpect = { outcome = "won" }\n',
-         "calls[1].expect.outcome: must be one of"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nexpect = { outcome = "completed" }\n',
-         "calls[1].expect.reason: is required"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "caller_hangs_up"\n',
-         "calls[1].caller_hangup_s: is required"),
-        ('[[calls]]\ncaller = "B9"\nnumber = "+15125550101"\nbehaviour = "talk"\nidentify = "pin"\n',
-         "calls[1].caller: 'B9' is not in [[callers]]"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "stray_keys"\nkeys = "5x"\n',
-         "calls[1].keys: must be DTMF keys"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nrings = -1\n',
-         "calls[1].rings: must be between 0 and 30"),
-        ('[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\n\n'
-         '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nrepeat = 0\n',
-         "calls[2].repeat: must be between 1 and 1000"),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ntalk_s = "long"\n',
+            "calls[1].talk_s: must be a number",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nhold_mode = "inactive"\n',
+            "calls[1].hold_mode: unknown key (not a parameter of this behaviour)",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ncolour = 3\n',
+            "calls[1].colour: unknown key",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "hold"\nhold_mode = "paused"\n',
+            "calls[1].hold_mode: must be one of sendonly, inactive, 0.0.0.0",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nkey_method = "smoke"\n',
+            "calls[1].key_method: must be one of",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\ntelephone_event = false\n',
+            "calls[1].key_method: rfc4733 keys need telephone_event = true",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nexpect = { outcome = "won" }\n',
+            "calls[1].expect.outcome: must be one of",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nexpect = { outcome = "completed" }\n',
+            "calls[1].expect.reason: is required",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "caller_hangs_up"\n',
+            "calls[1].caller_hangup_s: is required",
+        ),
+        (
+            '[[calls]]\ncaller = "B9"\nnumber = "+15125550101"\nbehaviour = "talk"\nidentify = "pin"\n',
+            "calls[1].caller: 'B9' is not in [[callers]]",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "stray_keys"\nkeys = "5x"\n',
+            "calls[1].keys: must be DTMF keys",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nrings = -1\n',
+            "calls[1].rings: must be between 0 and 30",
+        ),
+        (
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\n\n'
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nrepeat = 0\n',
+            "calls[2].repeat: must be between 1 and 1000",
+        ),
         ("", "(top).calls: a scenario needs at least one [[calls]] table"),
         ('[[accounts]]\nholder = "X"\nnumbers = ["+15125550101", "+15125550101"]\n', "accounts[1].numbers:"),
-        ('unknown = 1\n', "(top).unknown: unknown key"),
+        ("unknown = 1\n", "(top).unknown: unknown key"),
     ],
 )
 def test_errors_name_the_file_the_call_and_the_key(tmp_path: Path, body: str, message: str) -> None:
@@ -169,7 +230,7 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 
 def test_missing_dialplan_is_an_error(tmp_path: Path) -> None:
     """[scenario].dialplan is relative to the scenario and must exist."""
-    head = HEAD.replace('time_scale = 0.5', 'dialplan = "nope.toml"')
+    head = HEAD.replace("time_scale = 0.5", 'dialplan = "nope.toml"')
     with pytest.raises(InputError, match=r"scenario\.dialplan: no such file"):
         load_scenario(write(tmp_path, '[[calls]]\ncaller="A1"\nnumber="+15125550101"\nbehaviour="talk"\n', head))
 
