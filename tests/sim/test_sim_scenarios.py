@@ -169,7 +169,8 @@ def test_every_behaviour_builds_with_its_defaults(tmp_path: Path) -> None:
             "calls[1].expect.outcome: must be one of",
         ),
         (
-            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\nexpect = { outcome = "completed" }\n',
+            '[[calls]]\ncaller = "A1"\nnumber = "+15125550101"\nbehaviour = "talk"\n'
+            'expect = { outcome = "completed" }\n',
             "calls[1].expect.reason: is required",
         ),
         (
