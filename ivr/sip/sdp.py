@@ -274,6 +274,10 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     flush()
     if origin is None:
         raise SdpError("SDP without o= line")
+    for m in media:
+        # RFC 4566 section 5.7: every active stream needs a c= line, at media or session level
+        if m.port != 0 and m.connection is None and connection is None:
+            raise SdpError(f"{m.media} stream without a connection address")
     return SessionDescription(
         origin=origin,
         session_name=session_name,

@@ -206,3 +206,12 @@ def test_parse_sdp_raises_only_sdp_error(lines: list[str], first: bool) -> None:
     with contextlib.suppress(NoCommonCodecError):
         build_answer(sdp, "10.0.0.1", 5000, session_id=1)
     is_hold(sdp)
+
+
+def test_active_stream_without_connection_address_is_400() -> None:
+    """RFC 4566 5.7: an active m= line with no c= (media or session level) is invalid SDP."""
+    text = b"v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    with pytest.raises(SdpError) as info:
+        parse_sdp(text)
+    assert info.value.status == 400
+    assert parse_sdp(text.replace(b"audio 4000", b"audio 0")).audio() is None  # a rejected stream may omit it
