@@ -43,6 +43,8 @@ class CallResult:
     actual_outcome: str | None = None
     actual_reason: str | None = None
     source: str = "phones"  # "record" | "phones"
+    inferred_outcome: str | None = None  # what the phones alone tell (infer_outcome), kept beside the record
+    inferred_reason: str | None = None
     error: str | None = None
     duration_s: float = 0.0
 
@@ -60,6 +62,7 @@ class CallResult:
             "behaviour": self.spec.behaviour,
             "expected": {"outcome": self.spec.expect.outcome, "reason": self.spec.expect.reason},
             "actual": {"outcome": self.actual_outcome, "reason": self.actual_reason, "source": self.source},
+            "inferred": {"outcome": self.inferred_outcome, "reason": self.inferred_reason},
             "ok": self.ok,
             "error": self.error,
             "record": self.record_path,
@@ -248,6 +251,7 @@ async def _run_call_locked(spec: CallSpec, scenario: Scenario, opts: RunOptions,
     result.duration_s = loop.time() - started
     outcome, reason = infer_outcome(spec, result.facility, result.called)
     result.actual_outcome, result.actual_reason = outcome, reason
+    result.inferred_outcome, result.inferred_reason = outcome, reason
     if opts.recordings is not None and result.error is None:
         deadline = loop.time() + RECORD_WAIT_S
         found = None
