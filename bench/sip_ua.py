@@ -8,6 +8,8 @@ Printed:
 * ``uas call``: a whole incoming call through the UA (INVITE -> 100, answer -> 200, ACK, BYE -> 200),
   calls per second and us per call;
 * ``uac call``: a whole outgoing call (INVITE, 180, 200 -> ACK, our BYE -> 200);
+* ``flood 5000, stateless``: the same from a source outside ``UAConfig.invite_sources``: a
+  stateless 403 (section 8.2.7), nothing kept;
 * ``flood N``: N INVITEs from a non-gateway, each answered 403 and never ACKed, so N INVITE server
   transactions stay alive (Timer G retransmissions, Timer H after 32 s): us per INVITE while the
   table grows, and the cost of ``next_deadline()`` and of ``handle_timer()`` with N live timers.
@@ -139,6 +141,18 @@ def bench_flood(n: int) -> tuple[float, float, float]:
     return t_flood, t_next, t_timers
 
 
+def bench_stateless_flood(n: int) -> float:
+    """Seconds for n INVITEs from a source outside ``invite_sources`` (stateless 403, section 8.2.7)."""
+    ua = UserAgent(UAConfig(local_addr=("127.0.0.1", 5060), invite_sources=frozenset({"10.0.0.1"})))
+    t0 = time.perf_counter()
+    for i in range(n):
+        ua.receive(invite(i), PEER, i * 0.001)
+        ua.datagrams_to_send()
+        ua.next_deadline()
+    assert ua.next_deadline() is None  # no state was kept
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -159,6 +173,8 @@ def main() -> int:
         )
         rows.append((f"  next_deadline, {size} live", f"{1000 / t_next:,.0f} calls/s", f"{t_next * 1e3:.2f} us/call"))
         rows.append((f"  timers 10 s, {size} live", f"{t_timers:.2f} s CPU", "Timer G retransmissions"))
+    t = bench_stateless_flood(5000)
+    rows.append(("flood 5000, stateless 403", f"{5000 / t:,.0f} INVITE/s", f"{t / 5000 * 1e6:.0f} us/INVITE, no state"))
     w = max(len(r[0]) for r in rows)
     print(f"{'case':<{w}}  {'throughput':>18}  cost")
     print("-" * (w + 40))

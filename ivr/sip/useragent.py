@@ -453,6 +453,10 @@ class UserAgent:
     # ------------------------------------------------------------------ requests (UAS)
 
     def _on_request(self, req: Request, addr: Addr, now: float, events: list[UAEvent]) -> None:
+        allowed = self.config.invite_sources
+        if req.method == "INVITE" and allowed is not None and addr[0] not in allowed and req.to.tag is None:
+            self._reject_stateless(req, addr, 403, "Forbidden", events)  # first: a flood costs little
+            return
         self._stamp_received(req, addr)
         key = self._stx_key(req)
         if req.method == "ACK":
@@ -465,10 +469,6 @@ class UserAgent:
         stx = self._server_tx.get(key)
         if stx is not None:
             stx.receive_request(req, now)  # retransmission: 17.2.1 / 17.2.2 resend, else absorb
-            return
-        allowed = self.config.invite_sources
-        if req.method == "INVITE" and allowed is not None and addr[0] not in allowed and req.to.tag is None:
-            self._reject_stateless(req, addr, 403, "Forbidden", events)
             return
         if len(self._server_tx) >= self.config.max_server_transactions:
             resp = build_response(req.headers, 503, "Service Unavailable", to_tag=self._token(4))
