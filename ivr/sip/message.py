@@ -227,12 +227,16 @@ def split_list(value: str, sep: str = ",") -> list[str]:
 
 
 class Headers:
-    """An ordered, case-insensitive multimap of header fields (order matters for Via and Route)."""
+    """An ordered, case-insensitive multimap of header fields (order matters for Via and Route).
 
-    __slots__ = ("_items",)
+    Names are kept in canonical form; a parallel list of lower-cased names makes lookups cheap
+    (this is the parser's and the user agent's hottest path)."""
+
+    __slots__ = ("_items", "_lows")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._lows: list[str] = [n.lower() for n, _ in self._items]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -249,54 +253,58 @@ class Headers:
     def copy(self) -> Headers:
         h = Headers()
         h._items = list(self._items)
+        h._lows = list(self._lows)
         return h
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field named ``name`` (as received, not split)."""
         low = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == low:
-                return v
-        return default
+        try:
+            return self._items[self._lows.index(low)][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, list headers split into their elements, in order."""
         low = canonical_name(name).lower()
         out: list[str] = []
-        for n, v in self._items:
-            if n.lower() == low:
-                out.extend(split_list(v) if low in LIST_HEADERS else [v])
+        split = low in LIST_HEADERS
+        for i, n in enumerate(self._lows):
+            if n == low:
+                v = self._items[i][1]
+                out.extend(split_list(v) if split else [v])
         return out
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        canon = canonical_name(name)
+        self._items.append((canon, value))
+        self._lows.append(canon.lower())
 
     def prepend(self, name: str, value: str) -> None:
-        self._items.insert(0, (canonical_name(name), value))
+        canon = canonical_name(name)
+        self._items.insert(0, (canon, value))
+        self._lows.insert(0, canon.lower())
 
     def remove(self, name: str) -> None:
         low = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != low]
+        keep = [i for i, n in enumerate(self._lows) if n != low]
+        self._items = [self._items[i] for i in keep]
+        self._lows = [self._lows[i] for i in keep]
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` by one, at the position of the first."""
         canon = canonical_name(name)
         low = canon.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for n, v in self._items:
-            if n.lower() == low:
-                if not placed:
-                    out.append((canon, value))
-                    placed = True
-            else:
-                out.append((n, v))
-        if not placed:
-            out.append((canon, value))
-        self._items = out
+        if low not in self._lows:
+            self.add(canon, value)
+            return
+        first = self._lows.index(low)
+        self.remove(canon)
+        self._items.insert(first, (canon, value))
+        self._lows.insert(first, low)
 
 
 # ---------------------------------------------------------------------------------------------
