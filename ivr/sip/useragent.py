@@ -564,7 +564,8 @@ class UserAgent:
         if offer is not None:
             negotiate(build_answer(offer, "0.0.0.0", 9, session_id=0, codecs=self.config.codecs), offer)
         # section 17.2.1: answer 100 at once so the caller stops retransmitting
-        self._respond(stx, 100, now)
+        stamp = req.headers.get("Timestamp")  # section 8.2.6.1: a 100 copies the Timestamp
+        self._respond(stx, 100, now, headers=(("Timestamp", stamp),) if stamp else ())
         local_tag = self._token(6)
         call = _Call(
             call_id=req.call_id,

@@ -645,3 +645,12 @@ def test_send_request_timeout_is_408() -> None:
     while (d := a.next_deadline()) is not None and not events:
         events = a.handle_timer(d)
     assert events == [ev.RequestCompleted(call_id, "INFO", 408, "Request Timeout")]
+
+
+def test_100_trying_copies_timestamp_and_has_no_to_tag() -> None:
+    """8.2.6.1: the 100 copies Timestamp; a 100 never carries a To tag (section 8.2.6.2)."""
+    ua = make_ua()
+    ua.receive(request("INVITE", body=OFFER_SDP, extra=(("Timestamp", "54.3"),)), PEER, 0.0)
+    (trying,) = sent(ua)
+    assert isinstance(trying, Response) and trying.status == 100
+    assert trying.headers.get("Timestamp") == "54.3" and trying.to.tag is None
