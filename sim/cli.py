@@ -287,6 +287,25 @@ def cmd_trunk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baresip(args: argparse.Namespace) -> int:
+    from sim.softphone import write_baresip_config
+
+    trunk = parse_addr(args.trunk, 5070, what="--trunk")
+    number = args.number
+    if not (number.startswith("+") and number[1:].isdigit()):
+        raise InputError(f"--number must be an E.164 number like +15125550201, not {number!r}")
+    cfg = write_baresip_config(
+        args.folder, number, trunk, auto_answer=args.auto_answer, live_audio=args.alsa, source_clip=args.clip
+    )
+    print(f"wrote {cfg.folder}/config and accounts (SIP on 127.0.0.1:{cfg.sip_port})")
+    print(f"run:  baresip -f {cfg.folder}")
+    print(
+        f"it registers {number} at sip:{trunk[0]}:{trunk[1]}; when the engine calls {number}, "
+        f"{'it answers by itself' if args.auto_answer else 'press a to answer'}, then type 1 to accept"
+    )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sim", help="the SIP simulator: scenarios, simulated trunk and phones")
     sub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
@@ -318,3 +337,12 @@ def register(subparsers: Any) -> None:
     trunk.add_argument("--route", action="append", metavar="NUMBER=BEHAVIOUR", help="a simulated phone")
     trunk.add_argument("--auth", metavar="USER:PASSWORD", help="challenge REGISTER (401) and INVITE (407)")
     trunk.set_defaults(handler=cmd_trunk)
+
+    bs = sub.add_parser("baresip", help="write a baresip config that registers a number at the simulated trunk")
+    bs.add_argument("folder", help="config folder to write (then: baresip -f FOLDER)")
+    bs.add_argument("--number", required=True, help="E.164 number to register, e.g. +15125550201")
+    bs.add_argument("--trunk", default="127.0.0.1:5070", metavar="HOST:PORT")
+    bs.add_argument("--auto-answer", action="store_true", help="answer incoming calls by itself")
+    bs.add_argument("--alsa", action="store_true", help="use the sound card (headset) instead of WAV files")
+    bs.add_argument("--clip", default="family-1", help="speech clip it plays when not using --alsa")
+    bs.set_defaults(handler=cmd_baresip)
