@@ -56,7 +56,10 @@ def write_baresip_config(
         audio = "audio_player\t\talsa,default\naudio_source\t\talsa,default\naudio_alert\t\talsa,default\n"
         modules = "module\t\t\talsa.so\n"
     else:
-        audio = f"audio_player\t\taufile,{heard}\naudio_source\t\taufile,{clip}\naudio_alert\t\taufile,{folder / 'alert.wav'}\n"
+        audio = (
+            f"audio_player\t\taufile,{heard}\naudio_source\t\taufile,{clip}\n"
+            f"audio_alert\t\taufile,{folder / 'alert.wav'}\n"
+        )
         modules = "module\t\t\taufile.so\n"
     (folder / "config").write_text(
         "# written by sim.softphone: baresip on loopback, registering at the simulated trunk\n"
