@@ -79,7 +79,8 @@ def plot_timeline(record: dict[str, Any], out: Path, *, folder: Path | None = No
         for leg, colour in (("facility", "tab:blue"), ("called", "tab:green")):
             energy = _energy_db(folder / f"{leg}.wav")
             if energy is not None:
-                offset = record.get("times_ms", {}).get("connected", 0) / 1000 if leg == "called" else 0.0
+                # facility.wav starts when the engine answers (t=0); called.wav when the family answers.
+                offset = record.get("times_ms", {}).get("called_answered", 0) / 1000 if leg == "called" else 0.0
                 ax_audio.plot(energy[0] + offset, energy[1], color=colour, lw=0.8, label=f"{leg} leg (dBFS)")
                 drew_audio = True
     if not drew_audio:
