@@ -1027,6 +1027,15 @@ class UserAgent:
         call.phase = Phase.TERMINATING
         self._start_client(req, call.dialog.destination(), now, _Kind.BYE, call_id=call.call_id)
 
+    def _bye_and_forget(self, call: _Call, now: float) -> None:
+        """BYE a dialog the engine has already been told is over (CallFailed): the BYE's outcome
+        is not reported again, so the engine sees exactly one terminal event per call."""
+        assert call.dialog is not None
+        req = call.dialog.create_request("BYE", via=self._via(), contact=None)
+        req.headers.add("User-Agent", self.config.user_agent)
+        self._start_client(req, call.dialog.destination(), now, _Kind.OTHER, call_id=call.call_id)
+        self._end(call)
+
     def _end(self, call: _Call) -> None:
         call.phase = Phase.ENDED
         call.retransmit = None
@@ -1109,8 +1118,7 @@ class UserAgent:
         call.cancel_deadline = None
         if call.cancel_requested:
             # the answer crossed our CANCEL (section 9.1): hang up at once
-            call.phase = Phase.ESTABLISHED
-            self._send_bye(call, now)
+            self._bye_and_forget(call, now)
             events.append(CallFailed(call.call_id, 487, "Request Terminated"))
             return
         sdp = self._sdp_or_none(resp)
@@ -1120,8 +1128,7 @@ class UserAgent:
                     raise SdpError("2xx without an SDP answer", status=488, reason="Not Acceptable Here")
                 negotiate(call.local_sdp, sdp)
             except SdpError:
-                call.phase = Phase.ESTABLISHED
-                self._send_bye(call, now)  # section 13.2.2.4: ACK, then BYE an unusable answer
+                self._bye_and_forget(call, now)  # section 13.2.2.4: ACK, then BYE an unusable answer
                 events.append(CallFailed(call.call_id, 488, "Not Acceptable Here"))
                 return
         call.remote_sdp = sdp
@@ -1385,8 +1392,7 @@ class UserAgent:
                 # section 13.3.1.4: no ACK within 64*T1 -> confirm and immediately BYE
                 call.retransmit = None
                 if call.phase is Phase.ANSWERED:
-                    call.phase = Phase.ESTABLISHED
-                    self._send_bye(call, now)
+                    self._bye_and_forget(call, now)
                     events.append(CallFailed(call.call_id, 408, "No ACK For 2xx"))
             elif now >= rt.next_at:
                 self._send(rt.data, rt.addr)
