@@ -12,6 +12,8 @@ behaviour; the simulation runs 200 s of simulated time. Invariants:
 * the callee saw CallConfirmed only for a call the caller saw answered, or whose 200 crossed the
   caller's CANCEL (then the caller reports 487 and BYEs it);
 * a CallFailed(486) at the caller means the callee rejected with 486;
+* an INFO key sent mid-call reaches the callee at most once (retransmissions are absorbed), and
+  exactly once when the caller saw its 200;
 * after 200 s, no timer is left on either side and the caller holds no call (no leaks).
 """
 
@@ -93,6 +95,7 @@ def simulate(net: Net, beh: Behaviour) -> tuple[list[ev.UAEvent], list[ev.UAEven
                 schedule(t + beh.ring_s, "b_decide", e.call_id)
             elif isinstance(e, ev.CallAnswered):
                 schedule(t + beh.caller_hangup_after_s, "a_bye", e.call_id)
+                schedule(t + beh.caller_hangup_after_s / 2, "a_info", e.call_id)
 
     end = 200.0
     while True:
@@ -117,6 +120,10 @@ def simulate(net: Net, beh: Behaviour) -> tuple[list[ev.UAEvent], list[ev.UAEven
                 a.cancel(cid, now)
             elif what == "a_bye":
                 a.bye(cid, now)
+            elif what == "a_info":
+                a.send_request(
+                    cid, "INFO", now, body=b"Signal=5\r\nDuration=100\r\n", content_type="application/dtmf-relay"
+                )
             elif what == "b_decide":
                 inv = next(e for e in b_events if isinstance(e, ev.InviteReceived) and e.call_id == cid)
                 if beh.answer and inv.sdp is not None:
@@ -166,6 +173,12 @@ def test_lossy_network_keeps_both_sides_consistent(
         assert cancel_at is not None and terminal[0] == ev.CallFailed(terminal[0].call_id, 487, "Request Terminated")
     if isinstance(terminal[0], ev.CallFailed) and terminal[0].status == 486:
         assert not answer and reject_status == 486
+    # INFO retransmissions are absorbed by the callee's transaction: one key at most, exactly one
+    # when the caller saw the 200
+    keys = [e for e in b_events if isinstance(e, ev.KeyReceived)]
+    assert len(keys) <= 1
+    if any(isinstance(e, ev.RequestCompleted) and e.status == 200 for e in a_events):
+        assert len(keys) == 1
     b_terminal = [e for e in b_events if isinstance(e, ev.CallCancelled | ev.ByeReceived | ev.CallFailed)]
     assert len(b_terminal) <= 1, b_events
     assert a.call_ids == []
