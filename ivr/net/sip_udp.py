@@ -48,6 +48,7 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         source = (str(addr[0]), int(str(addr[1])))
+        log.debug("sip.rx", peer=f"{source[0]}:{source[1]}", line=_first_line(data))
         events = self.ua.receive(data, source, self._loop.time())
         self._deliver(events)
 
@@ -82,6 +83,7 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
         """Send every queued datagram and re-arm the timer at the UA's next deadline."""
         if self._transport is not None and not self._transport.is_closing():
             for data, addr in self.ua.datagrams_to_send():
+                log.debug("sip.tx", peer=f"{addr[0]}:{addr[1]}", line=_first_line(data))
                 self._transport.sendto(data, addr)
         else:
             self.ua.datagrams_to_send()  # closed: drop
@@ -113,6 +115,11 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _first_line(data: bytes) -> str:
+    """The start line, for debug logs (never the whole message: it may carry credentials)."""
+    return data[:120].split(b"\r\n", 1)[0].decode("utf-8", "replace")
 
 
 async def open_sip_endpoint(
