@@ -14,7 +14,8 @@ behaviour; the simulation runs 200 s of simulated time. Invariants:
   caller's CANCEL (then the caller reports 487 and BYEs it);
 * a CallFailed(486) at the caller means the callee rejected with 486;
 * an INFO key sent mid-call reaches the callee at most once (retransmissions are absorbed), and
-  exactly once when the caller saw its 200;
+  exactly once when the caller saw its 200; likewise the callee's hold re-INVITE (sendonly)
+  raises HoldDetected at the caller at most once, exactly once when the callee saw its 200;
 * after 200 s, no timer is left on either side and the caller holds no call (no leaks).
 """
 
@@ -28,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.sip import events as ev
-from ivr.sip.sdp import build_answer, build_offer
+from ivr.sip.sdp import Direction, build_answer, build_offer
 from ivr.sip.useragent import UAConfig, UserAgent
 
 A_ADDR = ("127.0.0.1", 5060)
@@ -94,6 +95,8 @@ def simulate(net: Net, beh: Behaviour) -> tuple[list[ev.UAEvent], list[ev.UAEven
             if isinstance(e, ev.InviteReceived):
                 b.ringing(e.call_id, t)
                 schedule(t + beh.ring_s, "b_decide", e.call_id)
+            elif isinstance(e, ev.CallConfirmed):
+                schedule(t + beh.caller_hangup_after_s / 3, "b_hold", e.call_id)
             elif isinstance(e, ev.CallAnswered):
                 schedule(t + beh.caller_hangup_after_s, "a_bye", e.call_id)
                 schedule(t + beh.caller_hangup_after_s / 2, "a_info", e.call_id)
@@ -125,6 +128,9 @@ def simulate(net: Net, beh: Behaviour) -> tuple[list[ev.UAEvent], list[ev.UAEven
                 a.send_request(
                     cid, "INFO", now, body=b"Signal=5\r\nDuration=100\r\n", content_type="application/dtmf-relay"
                 )
+            elif what == "b_hold":
+                hold = build_offer("127.0.0.1", 5000, session_id=2, session_version=2, direction=Direction.SENDONLY)
+                b.send_request(cid, "INVITE", now, body=hold.to_bytes())
             elif what == "b_decide":
                 inv = next(e for e in b_events if isinstance(e, ev.InviteReceived) and e.call_id == cid)
                 if beh.answer and inv.sdp is not None:
@@ -183,6 +189,12 @@ def test_lossy_network_keeps_both_sides_consistent(
     assert len(keys) <= 1
     if any(isinstance(e, ev.RequestCompleted) and e.status == 200 for e in a_events):
         assert len(keys) == 1
+    # the callee's hold re-INVITE: at most one HoldDetected at the caller, exactly one when the
+    # callee saw its 200 (re-INVITE retransmissions absorbed; 2xx retransmitted until ACK)
+    holds = [e for e in a_events if isinstance(e, ev.HoldDetected)]
+    assert len(holds) <= 1
+    if any(isinstance(e, ev.RequestCompleted) and e.method == "INVITE" and e.status == 200 for e in b_events):
+        assert len(holds) == 1
     b_terminal = [e for e in b_events if isinstance(e, ev.CallCancelled | ev.ByeReceived | ev.CallFailed)]
     assert len(b_terminal) <= 1, b_events
     assert a.call_ids == []
