@@ -1,8 +1,9 @@
 """An in-memory ledger with the very same rules and logic as the SQL one (for engine tests and sims).
 
 ``InMemoryLedger`` is ``LedgerCore`` over :class:`MemoryStore`: dictionaries of frozen rows behind
-one lock. A write transaction works on copies of the tables and swaps them in on success, so an
-exception half-way leaves nothing written (as a database rollback would).
+one lock. A write transaction copies a table the first time it writes to it (copy on write) and
+swaps the copies in on success, so an exception half-way leaves nothing written (as a database
+rollback would) and a transaction costs only the tables it touches.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ from typing import Any
 from ledger.core import LedgerCore
 from ledger.store import KEYS, AccountRow, CallRow, DuplicateKeyError, NumberRow, R, Row
 
-_AUTO_KEY = object()
-
 
 class _MemoryTx:
     def __init__(self, tables: dict[type[Any], dict[Any, Any]], counters: dict[type[Any], int]) -> None:
-        self.tables = tables
+        self.tables = dict(tables)  # references; a table is copied by _writable before its first change
         self.counters = counters
+        self._copied: set[type[Any]] = set()
+
+    def _writable(self, kind: type[Any]) -> dict[Any, Any]:
+        if kind not in self._copied:
+            self.tables[kind] = dict(self.tables[kind])
+            self._copied.add(kind)
+        return self.tables[kind]
 
     def get(self, table: type[R], key: str | int) -> R | None:
         row: R | None = self.tables[table].get(key)
@@ -41,7 +47,7 @@ class _MemoryTx:
             self.counters[kind] = self.counters.get(kind, 0) + 1
             key = self.counters[kind]
             row = dataclasses.replace(row, **{key_field: key})  # type: ignore[arg-type]
-        table = self.tables[kind]
+        table = self._writable(kind)
         if key in table:
             raise DuplicateKeyError(f"{kind.__name__} {key!r} exists")
         table[key] = row
@@ -55,7 +61,7 @@ class _MemoryTx:
         return call
 
     def update(self, table: type[Any], key: str | int, **fields: Any) -> None:
-        rows = self.tables[table]
+        rows = self._writable(table)
         rows[key] = dataclasses.replace(rows[key], **fields)
 
     def lock_account(self, account_id: str) -> AccountRow | None:
@@ -81,7 +87,7 @@ class _MemoryTx:
         )
         if require_cover and new.available_minor < 0:
             return False
-        self.tables[AccountRow][account_id] = new
+        self._writable(AccountRow)[account_id] = new
         return True
 
     def account_for_number(self, number: str) -> str | None:
@@ -126,10 +132,9 @@ class MemoryStore:
     @contextmanager
     def write(self) -> Iterator[_MemoryTx]:
         with self._lock:
-            tables = {kind: dict(rows) for kind, rows in self._tables.items()}
-            counters = dict(self._counters)
-            yield _MemoryTx(tables, counters)
-            self._tables, self._counters = tables, counters  # commit only when the block finished
+            tx = _MemoryTx(self._tables, dict(self._counters))
+            yield tx
+            self._tables, self._counters = tx.tables, tx.counters  # commit only when the block finished
 
     @contextmanager
     def read(self) -> Iterator[_MemoryTx]:

@@ -287,3 +287,21 @@ def test_invoice_lines_add_up_to_balance_change(ledger: LedgerCore) -> None:
     assert invoice.closing_minor == 1000 - 66 - 100
     call = invoice.lines[1]
     assert (call.billed_minutes, call.rate_minor_per_min, call.number, call.facility_id) == (3, 21, HOME, "F1")
+
+
+def test_memory_write_failing_half_way_leaves_nothing() -> None:
+    """The in-memory store rolls back like a database: a transaction that raises writes nothing."""
+    from ledger.memory import MemoryStore
+    from ledger.store import AccountRow
+
+    store = MemoryStore()
+    row = AccountRow("A", "prepaid", "Ann", "active", T0, T0, credits_posted=100)
+    with store.write() as tx:
+        tx.insert(row)
+    with pytest.raises(RuntimeError), store.write() as tx:
+        tx.apply_balance("A", debits_posted=40, require_cover=True)
+        tx.insert(AccountRow("B", "prepaid", "Bo", "active", T0, T0))
+        raise RuntimeError("crash half-way")
+    with store.read() as tx:
+        assert tx.get(AccountRow, "A") == row
+        assert tx.get(AccountRow, "B") is None
