@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from ivr.errors import RemoteProtocolError
+from ivr.errors import LocalProtocolError, RemoteProtocolError
 
 SIP_VERSION = "SIP/2.0"
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 section 8.1.1.7: branch prefix of RFC 3261 compliant elements
@@ -638,6 +638,9 @@ class _Message:
         for name, value in self.headers:
             if name == "Content-Length":
                 continue
+            if "\r" in value or "\n" in value or not is_token(name):
+                # a value from the engine must not smuggle extra header lines into the message
+                raise LocalProtocolError(f"header {name!r} would break the message framing")
             lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
@@ -701,6 +704,8 @@ def _parse(data: bytes, limits: Limits) -> Message:
     for line in raw_lines:
         if len(line) > limits.max_line_bytes:
             raise MalformedMessageError("header line too long")
+        if "\r" in line or "\x00" in line:  # section 7.3.1: CR only in CRLF; NUL never
+            raise MalformedMessageError("bare CR or NUL in the header section")
     start = raw_lines[0]
     is_request = not start.startswith("SIP/")
     # header folding (section 7.3.1): a line starting with SP or HTAB continues the previous one

@@ -269,3 +269,19 @@ def test_request_round_trip(
     assert back.from_ == NameAddr(uri, display or None).with_tag(tag)
     assert [(n, v) for n, v in back.headers if n != "Content-Length"] == list(h)
     assert back.to_bytes() == req.to_bytes()
+
+
+def test_bare_cr_in_header_is_malformed() -> None:
+    """Section 7.3.1: CR only appears in CRLF; a bare CR inside a header line is rejected."""
+    with pytest.raises(MalformedMessageError):
+        parse_message(BASIC.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\rX-Evil: 1"))
+
+
+def test_serializer_refuses_header_injection() -> None:
+    """A value with CRLF (e.g. a display name from a caller) cannot smuggle header lines out."""
+    from ivr.errors import LocalProtocolError
+
+    msg = parse_message(BASIC)
+    msg.headers.add("X-Inmate-Id", "A1\r\nVia: SIP/2.0/UDP evil")
+    with pytest.raises(LocalProtocolError):
+        msg.to_bytes()
