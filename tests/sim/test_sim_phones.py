@@ -100,7 +100,9 @@ def test_unanswered_party_rings_until_cancel() -> None:
         peer.hangup()  # CANCEL
         await asyncio.wait_for(phone.done.wait(), 5)
         await asyncio.wait_for(peer.ended.wait(), 5)
-        phone.close(), peer.close(), trunk.close()
+        phone.close()
+        peer.close()
+        trunk.close()
         return phone, peer
 
     phone, peer = run(scenario)
@@ -186,7 +188,9 @@ def test_talking_then_silence_then_rtp_stops() -> None:
         await asyncio.sleep(0.5)
         after = len(peer.log.audio)
         await asyncio.wait_for(phone.done.wait(), 5)
-        phone.close(), peer.close(), trunk.close()
+        phone.close()
+        peer.close()
+        trunk.close()
         return phone, peer, before, after
 
     _phone, peer, before, after = run(scenario)
@@ -218,7 +222,9 @@ def test_engine_hangs_up_first() -> None:
         await asyncio.sleep(0.5)
         peer.hangup()
         await asyncio.wait_for(phone.done.wait(), 5)
-        phone.close(), peer.close(), trunk.close()
+        phone.close()
+        peer.close()
+        trunk.close()
         return phone
 
     phone = run(scenario)
@@ -246,7 +252,8 @@ def test_facility_caller_with_inmate_id_speaks_its_name_and_hangs_up() -> None:
         peer.answer()
         await asyncio.wait_for(caller.done.wait(), 10)
         await asyncio.wait_for(peer.ended.wait(), 5)
-        caller.close(), peer.close()
+        caller.close()
+        peer.close()
         return caller, peer
 
     caller, peer = run(scenario)
@@ -270,7 +277,8 @@ def test_facility_caller_enters_pin_by_rfc4733() -> None:
         await asyncio.wait_for(peer.invited.wait(), 5)
         peer.answer()
         await asyncio.wait_for(caller.done.wait(), 10)
-        caller.close(), peer.close()
+        caller.close()
+        peer.close()
         return caller, peer
 
     _caller, peer = run(scenario)
@@ -290,7 +298,8 @@ def test_facility_caller_sees_a_rejection() -> None:
         assert peer.sip is not None and call_id is not None
         peer.sip.command(lambda ua, now: ua.reject(call_id, 403, now))
         await asyncio.wait_for(caller.done.wait(), 5)
-        caller.close(), peer.close()
+        caller.close()
+        peer.close()
         return caller
 
     assert run(scenario).obs.final_status == 403
