@@ -311,6 +311,11 @@ class UserAgent:
         return obj.refresh_at
 
     @property
+    def transaction_count(self) -> int:
+        """Live client and server transactions (for metrics, and leak checks in tests)."""
+        return len(self._server_tx) + len(self._client_tx)
+
+    @property
     def call_ids(self) -> list[str]:
         return list(self._calls)
 
@@ -1401,8 +1406,10 @@ class UserAgent:
         if call.cancel_deadline is not None and now >= call.cancel_deadline:
             call.cancel_deadline = None
             if call.phase is Phase.OUTGOING:
-                if call.invite_ctx is not None:
-                    call.invite_ctx.tx.terminate()
+                ctx = call.invite_ctx
+                if ctx is not None:
+                    ctx.tx.terminate()
+                    self._client_tx.pop((ctx.tx.branch, ctx.tx.request.method), None)
                 self._end(call)
                 events.append(CallFailed(call.call_id, 487, "Request Terminated"))
 

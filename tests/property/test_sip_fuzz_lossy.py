@@ -199,3 +199,4 @@ def test_lossy_network_keeps_both_sides_consistent(
     assert len(b_terminal) <= 1, b_events
     assert a.call_ids == []
     assert a.next_deadline() is None and b.next_deadline() is None
+    assert a.transaction_count == 0 and b.transaction_count == 0

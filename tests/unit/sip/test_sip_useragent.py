@@ -654,3 +654,19 @@ def test_100_trying_copies_timestamp_and_has_no_to_tag() -> None:
     (trying,) = sent(ua)
     assert isinstance(trying, Response) and trying.status == 100
     assert trying.headers.get("Timestamp") == "54.3" and trying.to.tag is None
+
+
+def test_cancel_without_final_response_gives_up_after_64_t1() -> None:
+    """9.1: a CANCELled INVITE with no final response within 64*T1 is considered cancelled:
+    CallFailed(487) and nothing left behind (no timers, no transactions)."""
+    ua = make_ua()
+    call_id, inv = place_call(ua)
+    ua.receive(reply(inv.to_bytes(), 180), PEER, 0.1)
+    ua.cancel(call_id, 1.0)
+    (cancel,) = sent(ua)
+    ua.receive(reply(cancel.to_bytes(), 200, to_tag=None), PEER, 1.1)
+    events: list[ev.UAEvent] = []
+    while (d := ua.next_deadline()) is not None:
+        events += ua.handle_timer(d)
+    assert events == [ev.CallFailed(call_id, 487, "Request Terminated")]
+    assert ua.call_ids == [] and ua.transaction_count == 0
