@@ -29,8 +29,11 @@ T = TypeVar("T")
 class SipUdpEndpoint(asyncio.DatagramProtocol):
     """One UDP socket serving one :class:`UserAgent`."""
 
-    def __init__(self, ua: UserAgent, on_events: EventSink, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, ua: UserAgent, on_events: EventSink, loop: asyncio.AbstractEventLoop, *, trace: bool = False
+    ) -> None:
         self.ua = ua
+        self.trace = trace  # log every datagram's start line (debug level): for interop debugging
         self._on_events = on_events
         self._loop = loop
         self._transport: asyncio.DatagramTransport | None = None
@@ -48,7 +51,8 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         source = (str(addr[0]), int(str(addr[1])))
-        log.debug("sip.rx", peer=f"{source[0]}:{source[1]}", line=_first_line(data))
+        if self.trace:
+            log.debug("sip.rx", peer=f"{source[0]}:{source[1]}", line=_first_line(data))
         events = self.ua.receive(data, source, self._loop.time())
         self._deliver(events)
 
@@ -83,7 +87,8 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
         """Send every queued datagram and re-arm the timer at the UA's next deadline."""
         if self._transport is not None and not self._transport.is_closing():
             for data, addr in self.ua.datagrams_to_send():
-                log.debug("sip.tx", peer=f"{addr[0]}:{addr[1]}", line=_first_line(data))
+                if self.trace:
+                    log.debug("sip.tx", peer=f"{addr[0]}:{addr[1]}", line=_first_line(data))
                 self._transport.sendto(data, addr)
         else:
             self.ua.datagrams_to_send()  # closed: drop
@@ -123,11 +128,16 @@ def _first_line(data: bytes) -> str:
 
 
 async def open_sip_endpoint(
-    ua: UserAgent, local_addr: Addr, on_events: EventSink, *, loop: asyncio.AbstractEventLoop | None = None
+    ua: UserAgent,
+    local_addr: Addr,
+    on_events: EventSink,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+    trace: bool = False,
 ) -> SipUdpEndpoint:
     """Bind a UDP socket at ``local_addr`` (port 0: ephemeral) and serve ``ua`` on it."""
     loop = loop or asyncio.get_running_loop()
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: SipUdpEndpoint(ua, on_events, loop), local_addr=local_addr
+        lambda: SipUdpEndpoint(ua, on_events, loop, trace=trace), local_addr=local_addr
     )
     return protocol
