@@ -127,7 +127,7 @@ def infer_outcome(spec: CallSpec, facility: Observation, called: Observation | N
         return "no_input", "ACC-3"
     if not engine_ended_called:
         return "completed", "DIS-HANGUP"
-    if facility.ended_by == "us" and (facility.bye_sent_at or 0) <= (called.ended_at or 0):
+    if facility.ended_by == "us":  # the caller's BYE ended its leg: the caller hung up first
         return "completed", "DIS-HANGUP"
     end = called.ended_at or 0.0
     before = [a for at, a, _ in called.actions if at <= end and a != Action.HANGUP.value]
