@@ -209,8 +209,11 @@ class Engine:
             from ivr.sip.useragent import Credentials
 
             credentials = Credentials(self.config.trunk_username, self.config.trunk_password or "")
+        # Only gateways may INVITE us: everyone else gets a stateless 403 (RFC 3261 section 8.2.7), so
+        # a flood costs no transaction state and no retransmissions (DESIGN.md section 5, security).
         ua = UserAgent(UAConfig(local_addr=self.config.listen, credentials=credentials,
-                                outbound_proxy=self.config.trunk))
+                                outbound_proxy=self.config.trunk,
+                                invite_sources=frozenset(g.host for g in self.config.gateways)))
         self.sip = await open_sip_endpoint(ua, self.config.listen, self._on_sip, loop=self.loop)
         self.pacer = RtpPacer(self.loop)
         # Touch the ledger and roster now: a bad database URL fails at start, not on the first call.
