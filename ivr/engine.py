@@ -42,6 +42,7 @@ log = get_logger("ivr.engine")
 
 Addr = tuple[str, int]
 TICK_S = 0.02
+SWEEP_EVERY_TICKS = 3000  # once a minute: void holds whose timeout passed (a crashed engine's, ACT-3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,9 +432,25 @@ class Engine:
                             session._leg_event(io, item)
                     if self._tick_n % 25 == 0:
                         self._check_media(session, now)
+            if self._tick_n % SWEEP_EVERY_TICKS == 0:
+                self._sweep_holds()
         except Exception:
             log.exception("tick_failed")
         self._schedule_tick()
+
+    def _sweep_holds(self) -> None:
+        ledger = self._ledger
+        sweep = getattr(ledger, "sweep", None)
+        if sweep is None:
+            return
+        at = dt.datetime.now(dt.UTC)
+
+        def run() -> None:
+            voided = sweep(at)
+            if voided:
+                log.warning("holds_swept", holds=list(voided))
+
+        self._worker.submit(run)
 
     def _check_media(self, session: CallSession, now: float) -> None:
         timeout = session.plan.policies.media_timeout_s
