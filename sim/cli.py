@@ -259,23 +259,32 @@ async def _serve_trunk(args: argparse.Namespace) -> None:
             raise InputError("--auth takes USER:PASSWORD")
         credentials = {user: password}
     trunk = await SimTrunk.start(addr, credentials=credentials)
-    phones: list[CalledPhone] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def serve_number(number: str, behaviour: str) -> None:
+        # one simulated phone per call: a fresh one is routed as soon as the last call ended
+        called = _called(BEHAVIOURS[behaviour], {}, _Where(Path("--route"), number), 1.0)
+        assert called is not None
+        while True:
+            phone = await CalledPhone.open(number, called)
+            trunk.route(number, phone.sip_address)
+            try:
+                await phone.done.wait()
+            finally:
+                phone.close()
+
     for spec in args.route or []:
         number, sep, behaviour = spec.partition("=")
         if not sep or behaviour not in BEHAVIOURS or behaviour == "not_called":
             raise InputError(f"--route takes NUMBER=BEHAVIOUR (one of {', '.join(BEHAVIOURS)}), not {spec!r}")
-        called = _called(BEHAVIOURS[behaviour], {}, _Where(Path("--route"), number), 1.0)
-        assert called is not None
-        phone = await CalledPhone.open(number, called)
-        trunk.route(number, phone.sip_address)
-        phones.append(phone)
+        tasks.append(asyncio.create_task(serve_number(number, behaviour)))
     print(f"simulated trunk and registrar at sip:{trunk.host_port} (Ctrl-C to stop)", flush=True)
     try:
         while True:
             await asyncio.sleep(3600)
     finally:
-        for phone in phones:
-            phone.close()
+        for task in tasks:
+            task.cancel()
         trunk.close()
 
 
