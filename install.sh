@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the engine, its simulator and its tests need on a Debian machine:
 # Debian packages (espeak-ng for prompts, SIPp and baresip as real SIP peers, spandsp as the DTMF
-# reference for bench/, sox for audio checks) and the Python package with its dev extra.
+# reference for bench/, sox for audio checks, tcpdump for captures that ivr replay reads) and the Python package with its dev extra.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    espeak-ng sip-tester baresip libspandsp2 sox >/dev/null
+    espeak-ng sip-tester baresip libspandsp2 sox tcpdump >/dev/null
 else
   echo "install.sh: no apt-get; install espeak-ng, sipp, baresip, libspandsp2, sox yourself" >&2
 fi

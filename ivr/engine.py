@@ -102,8 +102,9 @@ class DetectorPool:
             self._banks.setdefault(key, []).append(bank)
             free.extend((bank, row) for row in range(self.ROWS - 1, -1, -1))
         bank, row = free.pop()
-        # One clock for every row: the engine's monotonic ms; a row's stream starts at attach time.
-        io.origin_ms = round(session.engine.now() * 1000)
+        # One clock for every row: 20 ms per media tick (frame-exact, not wall time), so the same
+        # frames fed from a leg's WAV with the same origin reproduce the live events bit for bit.
+        io.origin_ms = session.engine.bank_ms
         bank.reset_row(row, io.origin_ms)
         io.detector = (bank, row)
         self._users[(id(bank), row)] = (session, io)
@@ -119,7 +120,7 @@ class DetectorPool:
                 self._free.setdefault(key, []).append((bank, row))
                 return
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, bank_ms: int) -> None:
         """Pull 20 ms from every attached leg, run each bank once, hand the events to the calls."""
         frames_by_bank: dict[int, tuple[Any, np.ndarray]] = {}
         for (bank_id, row), (session, io) in list(self._users.items()):
@@ -137,7 +138,7 @@ class DetectorPool:
             entry[1][row] = samples
         for bank_id, (bank, frames) in frames_by_bank.items():
             # Every row of a bank shares the bank's clock; a row's events count from its attach time.
-            rows_events = bank.feed(frames, round(now * 1000))
+            rows_events = bank.feed(frames, bank_ms)
             for row, events in enumerate(rows_events):
                 if not events:
                     continue
@@ -145,6 +146,7 @@ class DetectorPool:
                 if user is not None:
                     session, io = user
                     for event in events:
+                        session.log_detection(io, event, bank_ms)
                         session.engine.detector_event(session, io, event)
 
 
@@ -167,6 +169,7 @@ class Engine:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_origin = 0.0
         self._tick_n = 0
+        self._bank_frame = 0
         self.stats = EngineStats()
         self.on_record: list[Callable[[dict[str, Any], Path], None]] = []
         self._stopping = False
@@ -202,6 +205,11 @@ class Engine:
 
     def now(self) -> float:
         return self.loop.time()
+
+    @property
+    def bank_ms(self) -> int:
+        """The detectors' clock: exactly 20 ms per media tick (never skips, unlike the tick grid)."""
+        return self._bank_frame * 20
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -376,7 +384,7 @@ class Engine:
         started_at = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
         with bind_call(call_id, "facility"):
             log.info("call_started", number=number, gateway=event.source[0], facility=plan.facility.id)
-            session.feed(ev.CallStarted(call_id, number, started_at, event.inmate_id))
+            session.feed(ev.CallStarted(call_id, number, started_at, event.inmate_id, event.call_id))
 
     def _spawn(self, coro: Any) -> None:
         """Run a coroutine; keep a reference until it is done (asyncio only keeps weak ones)."""
@@ -421,7 +429,7 @@ class Engine:
     def _tick(self) -> None:
         now = self.loop.time()
         try:
-            self.detectors.tick(now)
+            self.detectors.tick(now, self.bank_ms)
             for session in list(self.sessions.values()):
                 with bind_call(session.call_id):
                     for io in list(session.legs.values()):
@@ -436,6 +444,7 @@ class Engine:
                 self._sweep_holds()
         except Exception:
             log.exception("tick_failed")
+        self._bank_frame += 1
         self._schedule_tick()
 
     def _sweep_holds(self) -> None:
@@ -465,15 +474,16 @@ class Engine:
         from ivr.detect import events as det
 
         with bind_call(session.call_id, io.leg.value):
-            now_ms = round(self.now() * 1000)
             if isinstance(event, det.DtmfEvent):
                 if io.media is not None:
                     # The detector reports at the tone's end; de-duplication compares press onsets (ACC-5).
-                    press = io.media.inband_key(event.digit, self.now(), started_at=event.start_ms / 1000)
+                    onset = self.now() - (self.bank_ms - event.start_ms) / 1000
+                    press = io.media.inband_key(event.digit, self.now(), started_at=onset)
                     if press is not None:
                         session.feed(ev.KeyPressed(press.key, io.leg, press.source))
             elif isinstance(event, det.SilenceStarted):
-                session.feed(ev.SilenceDetected(io.leg, max(0, now_ms - event.start_ms), event.evidence()))
+                # Both times are the detectors' clock: how long the leg has been silent when detected.
+                session.feed(ev.SilenceDetected(io.leg, max(0, event.at_ms - event.start_ms), event.evidence()))
             elif isinstance(event, det.SilenceEnded):
                 session.feed(ev.SpeechDetected(io.leg))
             elif isinstance(event, det.ToneEvent) and event.name == "call_waiting":

@@ -218,6 +218,68 @@ def _compare_outputs(recorded: tuple[dict[str, Any], ...], replayed: list[dict[s
     return []
 
 
+def _read_wav(path: Path) -> Any:
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def check_detections(folder: Path, plan: Dialplan) -> tuple[list[str], int]:
+    """Re-run the detectors over a call folder's WAVs; compare with the live ``detections.jsonl``.
+
+    The live engine feeds each leg's frames to the detectors on a frame-exact clock starting at the
+    leg's ``origin_ms`` and writes the same frames to the leg's WAV, so the same frames fed again
+    from the same origin must give the same events. Returns (mismatches, frames re-run).
+    """
+    import numpy as np
+
+    from ivr.detect.bank import BatchedDetectorBank
+    from ivr.detect.config import DetectorConfigs
+
+    recorded_path = folder / "detections.jsonl"
+    if not recorded_path.is_file():
+        return [], 0
+    recorded = [json.loads(line) for line in recorded_path.read_text(encoding="utf-8").splitlines() if line]
+    configs = plan.detectors if isinstance(plan.detectors, DetectorConfigs) else DetectorConfigs()
+    legs = [leg for leg in ("facility", "called") if (folder / f"{leg}.wav").is_file()]
+    if not legs:
+        return ([] if not recorded else ["detections.jsonl has events but the call has no audio"]), 0
+    origins = {leg: next((e["origin_ms"] for e in recorded if e["leg"] == leg), 0) for leg in legs}
+    frames = {}
+    for leg in legs:
+        pcm = _read_wav(folder / f"{leg}.wav")
+        frames[leg] = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
+    # Each leg on its own bank (its own origin); 32 rows like the engine's banks, so numpy computes
+    # the row exactly as it did live.
+    replayed: list[dict[str, Any]] = []
+    for leg in legs:
+        bank = BatchedDetectorBank(32, configs)
+        bank.reset_row(0, origins[leg])
+        block = np.zeros((32, 160), dtype=np.int16)
+        for k, frame in enumerate(frames[leg]):
+            block[0] = frame
+            for event in bank.feed(block, origins[leg] + 20 * k)[0]:
+                entry: dict[str, Any] = {"leg": leg, "origin_ms": origins[leg], "frame": k,
+                                         "kind": type(event).__name__}
+                entry.update(event.to_json())
+                replayed.append(entry)
+    key = lambda e: (e["leg"], e["frame"], e["kind"])  # noqa: E731
+    want = sorted(recorded, key=key)
+    got = sorted((json.loads(json.dumps(e)) for e in replayed), key=key)
+    problems: list[str] = []
+    for a, b in zip(want, got, strict=False):
+        if a != b:
+            live, again = json.dumps(a, sort_keys=True), json.dumps(b, sort_keys=True)
+            problems.append(f"detection differs: live {live} replay {again}")
+            break
+    if len(want) != len(got):
+        problems.append(f"live detectors reported {len(want)} events, the replay {len(got)}")
+    return problems, sum(len(f) for f in frames.values())
+
+
 def find_flows(folder: Path) -> list[Path]:
     """Flow files (*.jsonl) and call folders (with events.jsonl) below ``folder``, sorted."""
     found = sorted(p for p in folder.rglob("*.jsonl") if p.name != "events.jsonl")
@@ -259,6 +321,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         original = json.loads((path / "record.json").read_text(encoding="utf-8"))
         if dumps(original) != dumps(result.record):
             result.mismatches.append("record.json differs from the replayed record")
+        if not args.no_audio:
+            problems, frames = check_detections(path, result.flow.dialplan)
+            result.mismatches += problems
+            if frames:
+                print(f"detectors re-run over {frames * 20 / 1000:.1f} s of recorded audio: "
+                      f"{'same events' if not problems else 'DIFFERENT'}", file=sys.stderr)
     if args.plot:
         from ivr.timeline import plot_timeline
 
@@ -274,4 +342,5 @@ def register(sub: Any) -> None:
     p.add_argument("path", help="a flow (.jsonl), a call folder (events.jsonl) or a folder of flows")
     p.add_argument("--plot", metavar="FILE.png", help="draw the call's timeline")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.add_argument("--no-audio", action="store_true", help="call folders: skip re-running the detectors over the WAVs")
     p.set_defaults(handler=cmd_replay)

@@ -25,6 +25,7 @@ class CallStarted:
     called_number: str
     started_at: str
     caller_id: str | None = None
+    sip_call_id: str | None = None  # the facility leg's SIP Call-ID, to match logs and captures
 
 
 @dataclass(frozen=True, slots=True)

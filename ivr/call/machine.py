@@ -72,6 +72,7 @@ class CallMachine:
         self.called_number = ""
         self.started_at = ""
         self.caller_id: str | None = None
+        self.sip_call_id: str | None = None
         self.caller_name: str | None = None
         self.call_type = "standard"
         self.account_kind = "prepaid"
@@ -476,6 +477,7 @@ class CallMachine:
         self.called_number = event.called_number
         self.started_at = event.started_at
         self.caller_id = event.caller_id
+        self.sip_call_id = event.sip_call_id
         self._emit(cmd.AnswerCall(F))
         self._legs_up.add(F)
         self._times["answered"] = self._ms()

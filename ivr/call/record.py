@@ -44,6 +44,7 @@ def build_record(m: CallMachine) -> dict[str, Any]:
     return {
         "record_version": RECORD_VERSION,
         "call_id": m.call_id,
+        "sip_call_id": m.sip_call_id,
         "facility_id": m.plan.facility.id,
         "facility_name": m.plan.facility.name,
         "caller_id": m.caller_id,

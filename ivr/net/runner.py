@@ -92,6 +92,7 @@ class CallSession:
         self._rng = random.Random()
         self.ended = False
         self._pending_bridge = False
+        self.detections: list[dict[str, Any]] = []
         # The machine runs on call-relative, whole-millisecond time: the same numbers its journal
         # records, so a replay of events.jsonl computes every deadline bit for bit like the live call.
         self.clock0 = engine.now()
@@ -270,6 +271,9 @@ class CallSession:
         with open(self.folder / "events.jsonl", "w", encoding="utf-8") as journal:
             for line in journal_lines(self.machine):
                 journal.write(line + "\n")
+        with open(self.folder / "detections.jsonl", "w", encoding="utf-8") as out:
+            for entry in self.detections:
+                out.write(json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n")
         if self.machine.call_type == "privileged":  # REG-3: never recorded
             for name in ("facility.wav", "called.wav", "name.wav"):
                 (self.folder / name).unlink(missing_ok=True)
@@ -375,6 +379,13 @@ class CallSession:
                 w.setframerate(8000)
                 w.writeframes(clip.astype("<i2").tobytes())
         self.feed(ev.NameRecorded(len(clip) // 8, True))
+
+    def log_detection(self, io: LegIO, event: Any, bank_ms: int) -> None:
+        """Keep every raw detector event (DESIGN.md section 4: evidence) for detections.jsonl."""
+        entry: dict[str, Any] = {"leg": io.leg.value, "origin_ms": io.origin_ms,
+                                 "frame": (bank_ms - io.origin_ms) // 20, "kind": type(event).__name__}
+        entry.update(event.to_json())
+        self.detections.append(entry)
 
     def prompts_finished(self, io: LegIO) -> None:
         """Tags whose last frame went out: PromptFinished for the machine; re-bridge when all are done."""
