@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +99,8 @@ class Capture:
 
     @property
     def flows(self) -> np.ndarray:
-        return self.sport * 65536 + self.dport
+        keys: np.ndarray = self.sport * 65536 + self.dport
+        return keys
 
 
 def read_pcap(path: Path) -> Capture:
@@ -153,19 +154,24 @@ def relay_delays_ms(out: Capture, inn: Capture) -> np.ndarray:
     delays: list[float] = []
     for flow in np.unique(out_flows):
         idx = np.flatnonzero(out_flows == flow)
-        votes: Counter[tuple[int, int]] = Counter()
-        for i in idx[:: max(1, len(idx) // 60)]:
-            t_out = float(out.time_s[i])
-            for t_in, f_in, q_in in by_head.get(out.head[i], ()):
+        votes: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for j in idx[:: max(1, len(idx) // 60)].tolist():
+            t_out = float(out.time_s[j])
+            for t_in, f_in, q_in in by_head.get(out.head[j], ()):
                 if 0.0 <= t_out - t_in < 0.3:
-                    votes[(f_in, (int(out.seq[i]) - q_in) % 65536)] += 1
+                    votes[(f_in, (int(out.seq[j]) - q_in) % 65536)].append(t_out - t_in)
         if not votes:
             continue  # a stream the engine paced itself (prompts): nothing relayed
-        (f_in, offset), _ = votes.most_common(1)[0]
-        for i in idx:
-            sent_at = in_time.get((f_in, (int(out.seq[i]) - offset) % 65536))
-            if sent_at is not None and 0.0 <= float(out.time_s[i]) - sent_at < 1.0:
-                delays.append((float(out.time_s[i]) - sent_at) * 1000.0)
+        # Every call streams the same audio file, so another call's copy of a payload can match
+        # too, always sent earlier (it started earlier): among the consistent candidates, the true
+        # source is the one with the smallest delay.
+        top = max(len(v) for v in votes.values())
+        in_flow, offset = min((k for k, v in votes.items() if len(v) >= 0.8 * top),
+                              key=lambda k: float(np.median(votes[k])))
+        for j in idx.tolist():
+            sent_at = in_time.get((in_flow, (int(out.seq[j]) - offset) % 65536))
+            if sent_at is not None and 0.0 <= float(out.time_s[j]) - sent_at < 1.0:
+                delays.append((float(out.time_s[j]) - sent_at) * 1000.0)
     return np.array(delays)
 
 
@@ -173,7 +179,7 @@ def gaps_ms(times: np.ndarray, flows: np.ndarray) -> np.ndarray:
     """Inter-packet gaps within each flow (ms), pooled."""
     if len(times) == 0:
         return np.zeros(0)
-    order = np.lexsort((times, flows))
+    order: np.ndarray = np.lexsort((times, flows))
     t, f = times[order], flows[order]
     same = f[1:] == f[:-1]
     gaps: np.ndarray = np.diff(t)[same] * 1000.0
@@ -195,11 +201,14 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
                        uac_extra=("-rtp_buffsize", "1048576"))
     result: dict[str, object] = {"calls": n, "connected": 0}
     try:
+        # Wait until all N are connected, or until the count has not grown for 3 s (some calls failed).
         deadline = time.monotonic() + setup_s + 20
-        connected = 0
+        connected, last_growth = 0, time.monotonic()
         while time.monotonic() < deadline:
-            connected = sum(1 for s in call_states(run).values() if s == "connected")
-            if connected >= n:
+            now_connected = sum(1 for s in call_states(run).values() if s == "connected")
+            if now_connected > connected:
+                connected, last_growth = now_connected, time.monotonic()
+            if connected >= n or (connected and time.monotonic() - last_growth > 3.0):
                 break
             time.sleep(0.5)
         time.sleep(args.settle)  # the last calls' bridge switch-over (paced prompt -> relay) is not steady state
@@ -209,9 +218,16 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
                                 "udp and not port 53"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.5)
+        spy = None
+        if args.profile and shutil.which("py-spy"):
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(args.window)), "-r", "100",
+                                    "-f", "raw", "-o", str(wd / "profile.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(args.window)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        if spy is not None:
+            spy.wait(timeout=60)
         cap.terminate()
         _, err = cap.communicate(timeout=30)
         drops = re.search(rb"(\d+) packets dropped by kernel", err or b"")
@@ -259,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=50, help="new calls per second while ramping")
     p.add_argument("--engine-core", default="0")
     p.add_argument("--sipp-core", default="1")
-    p.add_argument("--keep", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (captures, logs, profiles)")
+    p.add_argument("--profile", action="store_true", help="py-spy record the engine during each window")
     args = p.parse_args(argv)
     missing = [name for name, path in (("sipp", SIPP), ("tcpdump", TCPDUMP), ("taskset", TASKSET)) if path is None]
     if missing:
