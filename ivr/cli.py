@@ -19,6 +19,7 @@ from ivr.log import configure
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "ivr.replay",
     "ivr.serve",
+    "sim.demo",
     "ivr.prompts.cli",
     "ivr.detect.cli",
     "ledger.cli", "ivr.roster",

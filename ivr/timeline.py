@@ -97,12 +97,20 @@ def plot_timeline(record: dict[str, Any], out: Path, *, folder: Path | None = No
             ax_events.plot([t], [rows["prompt"]], marker=">", color="tab:purple", ms=6)
             ax_events.annotate(entry.get("prompt_id", ""), (t, rows["prompt"]), fontsize=7, rotation=30,
                                xytext=(2, 4), textcoords="offset points")
-    for key in record.get("acceptance", {}).get("keys", []):
+    keys = record.get("acceptance", {}).get("keys", [])
+    uncounted = [k for k in keys if not k.get("counted", True)]
+    for key in keys:
         counted = key.get("counted", True)
         t = key["t_ms"] / 1000
         ax_events.plot([t], [rows["key"]], marker="o" if counted else "x", color="black" if counted else "grey")
-        ax_events.annotate(f"{key['key']} ({key['leg']}, {key['source']})", (t, rows["key"]), fontsize=7,
-                           xytext=(2, 4), textcoords="offset points")
+        if counted or len(uncounted) <= 4:  # a dialled number after a flash would be a blur of labels
+            ax_events.annotate(f"{key['key']} ({key['leg']}, {key['source']})", (t, rows["key"]), fontsize=7,
+                               xytext=(2, 4), textcoords="offset points")
+    if len(uncounted) > 4:
+        first = uncounted[0]["t_ms"] / 1000
+        digits = "".join(k["key"] for k in uncounted)
+        ax_events.annotate(f"not counted: {digits[:24]}", (first, rows["key"]), fontsize=7, color="grey",
+                           xytext=(2, -10), textcoords="offset points")
     for det in record.get("detections", []):
         t = det["t_ms"] / 1000
         colour = {"disconnected": "red", "warned": "orange"}.get(det.get("action", ""), "grey")
