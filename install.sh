@@ -14,4 +14,6 @@ else
   echo "install.sh: no apt-get; install espeak-ng, sipp, baresip, libspandsp2, sox yourself" >&2
 fi
 python3 -m pip install -q -e ".[dev]"
+# pyenv installs console scripts behind shims: make `ivr` reachable at once.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 echo "installed: run 'ivr demo' (or see README.md)"
