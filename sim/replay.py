@@ -1,0 +1,777 @@
+"""``ivr replay capture.pcap``: a capture of SIP and RTP -> a fresh CallMachine -> the engine's decisions.
+
+For each call in a capture (:func:`sim.pcap.read_calls`), the CallMachine's inputs are rebuilt from
+what the wire shows, a fresh machine runs them on a fake clock (times are milliseconds since the
+facility's INVITE as captured), and its decisions are compared with what the engine visibly did:
+which legs it hung up (BYE, or CANCEL towards the trunk) and when, and the outcome the signalling
+implies. The rebuilt inputs form an ordinary flow (:class:`ivr.replay.Flow`), run by
+:func:`ivr.replay.run_flow`, so a capture's call is replayed exactly like a recorded call.
+
+Inputs from the wire
+    ``CallStarted``  the gateway's INVITE (Request-URI user, ``X-Inmate-Id``, capture time).
+    ``CalledRinging`` / ``CalledAnswered`` / ``CalledBusy`` (486, 600) / ``CalledFailed``  the
+    trunk's responses to the engine's INVITE.
+    ``KeyPressed``  RFC 4733 events and SIP INFO from either party, and in-band DTMF found by the
+    detectors, de-duplicated per leg by :class:`ivr.rtp.keys.KeyNormalizer` as the engine does (ACC-5).
+    ``HoldDetected`` / ``TransferRequested``  a party's hold re-INVITE / REFER.
+    ``HangupReceived``  a BYE or CANCEL sent by the gateway or the called party. The engine's own
+    BYEs and CANCELs are not inputs: they are the decisions compared.
+    Detector events  :class:`ivr.detect.bank.BatchedDetectorBank` over the audio each party sent,
+    from the moment the engine started that leg's media (its answer / the trunk's 200 OK), mapped
+    exactly as ``Engine.detector_event`` maps them; each is handed to the machine one frame after
+    the detector reported it plus the engine's jitter-buffer delay (40 ms), and on no leg already
+    hung up.
+    ``MediaTimeout``  a party's RTP stopped for longer than the dialplan's ``media_timeout_s``
+    (at the last packet + the timeout; the engine looks every 0.5 s).
+
+Inputs the wire does not carry (assumptions, listed in every result)
+    ``CallerIdentified``  the roster is not on the wire: the caller is ``active``. The name phase
+    (ACC-1) is visible: it is a prompt, then ``name_max_ms`` in which the engine sends the caller
+    nothing audible and dials nobody. If the engine's INVITE to the trunk comes at least
+    0.8 x ``name_max_ms`` after it answered the gateway (or, without a trunk INVITE, the first
+    prompt to the facility is followed by that much quiet), the caller had no enrolled clip
+    (``has_name_clip=False``) and ``NameRecorded`` follows ``name_max_ms`` after the prompt; its
+    ``voiced`` flag and clip come from the facility's audio by the engine's own rule
+    (``ivr.net.runner``). Otherwise ``has_name_clip=True``.
+    ``CallChecked``  allowed, just before the engine's INVITE to the trunk. With no INVITE to the
+    trunk but a prompt to the facility and the engine's BYE, it was refused: the BLK reason is the
+    ledger's and is not on the wire (the replay then says BLK-PARTY, the machine's default; the wire
+    verdict leaves the reason open). ``account_kind`` is ``prepaid``.
+    ``LedgerAnswer``  authorized for the whole limit (``allowed_seconds`` = the dialplan's limit,
+    ``hold_minor`` = its maximum cost), when the engine's "connected" prompt starts towards the
+    facility (else 1 ms after ``ReserveFunds``). A capture cannot show a BLK-FUNDS refusal at
+    acceptance: such a call would replay as accepted.
+    ``PromptFinished``  each prompt's length is rendered from the same prompt set the engine plays
+    (``ivr.prompts.render``: ``$IVR_PROMPTS_DIR`` or the shipped prompts): it starts when the machine
+    queues it (or when the prompt before it on that leg ends) and finishes 20 ms (one pacing tick)
+    after its last sample. Where a prompt cannot be rendered (an enrolled name clip, which is not on
+    the wire), it ends where the engine's audio to that leg goes quiet (the end of the run of
+    non-silent frames that follows, gaps under 600 ms bridged: the longest pause inside a prompt is
+    400 ms). A prompt queued on a leg without media (the called leg before its answer) finishes at
+    once, as in the engine. Where the rendered length and the wire disagree by more than the
+    tolerance, a note says so (a different prompt set).
+
+Comparison
+    The replayed ``Hangup`` commands against the engine's BYE / CANCEL on the wire, per leg: the
+    same legs, each within ``tolerance_s`` (default 1.5 s; see ``DEFAULT_TOLERANCE_S``), and the
+    outcome and reason the signalling implies (:func:`wire_verdict`) against the replayed record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ivr.call import events as ev
+from ivr.call.machine import CallMachine
+from ivr.dialplan import Action, Dialplan
+from ivr.net.runner import FRAME, NAME_MIN_VOICED_FRAMES, NAME_VOICE_DBFS
+from ivr.rating import max_cost_minor
+from ivr.replay import Flow, ReplayResult, run_flow
+from ivr.rtp.jitter import JitterBuffer
+from ivr.rtp.keys import KeyNormalizer
+from ivr.sip.sdp import SessionDescription
+from ivr.types import Evidence, JsonValue, KeySource, Leg
+from sim.pcap import CapturedCall, Datagram, Fact, read_calls, read_datagrams
+
+F = Leg.FACILITY
+C = Leg.CALLED
+
+# Tolerance between a replayed hang-up and the engine's BYE/CANCEL on the wire. The replay's inputs
+# carry wire times, but the engine acted on them later by amounts the wire does not show: the media
+# timeout is checked every 0.5 s (up to 500 ms late), detector events come after a 40-60 ms jitter
+# buffer and a 20 ms tick, prompt ends after a 20 ms pacing tick each (a closing after a warning
+# chains three prompts: ~60 ms), and ledger/roster answers take tens of ms on SQLite, hundreds under
+# load. 0.5 + 0.1 + 0.1 + 0.3 ~ 1.0 s, with margin for a live trunk's network jitter: 1.5 s. A wrong
+# decision is off by far more: a missed digit timeout by digit_timeout_s (several seconds), a missed
+# or extra warning by a whole prompt, a wrong key by a different closing prompt or none.
+DEFAULT_TOLERANCE_S = 1.5
+
+NAME_PHASE_FRACTION = 0.8  # of name_max_ms: quiet this long towards the caller = a name recording
+PROMPT_GAP_MS = 600  # pauses inside a prompt are at most 400 ms (ivr.prompts.texts.Pause.SENTENCE)
+AUDIBLE = 16  # |sample| above this is prompt audio; the engine's idle frames are digital silence
+TICK_MS = 20
+UNTIMED_HOLD_S = 24 * 3600  # what the machine assumes for an untimed call (ivr.rating.seconds_covered)
+_NO_ANSWER = frozenset({408, 480, 487})
+
+ASSUMPTIONS: tuple[str, ...] = (
+    "roster: caller active (not on the wire)",
+    "ledger: number allowed when the engine dialled it; account prepaid; hold authorized for the whole limit",
+    "prompt lengths: rendered from $IVR_PROMPTS_DIR or the shipped prompts (the set the engine plays)",
+)
+
+
+# ------------------------------------------------------------------------------ wire facts per call
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A stretch of audible audio the engine sent to a leg (ms since the facility's INVITE)."""
+
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(slots=True)
+class Wire:
+    """What the capture shows of one call, on the call's time line (ms since the facility's INVITE)."""
+
+    call: CapturedCall
+    facts: list[Fact]
+    answered_ms: int | None  # the engine's 200 OK to the gateway
+    trunk_invite_ms: int | None  # the engine's INVITE towards the trunk
+    called_answered_ms: int | None
+    engine_ends: dict[Leg, int]  # the engine's first BYE / CANCEL per leg
+    party_ends: dict[Leg, int]  # the party's first BYE / CANCEL per leg (or a failed INVITE)
+    runs: dict[Leg, list[Run]]  # audible audio the engine sent to each leg
+    arrivals: dict[Leg, list[int]]  # arrival times of the party's RTP at the engine
+    last_ms: int  # the last SIP message of the call
+
+    def leg_end(self, leg: Leg) -> int | None:
+        ends = [t for t in (self.engine_ends.get(leg), self.party_ends.get(leg)) if t is not None]
+        return min(ends) if ends else None
+
+    def first_run(self, leg: Leg, after_ms: int, within_ms: int) -> Run | None:
+        for run in self.runs.get(leg, []):
+            if run.end_ms > after_ms and run.start_ms >= after_ms - TICK_MS:
+                return run if run.start_ms <= after_ms + within_ms else None
+        return None
+
+    def run_at(self, leg: Leg, at_ms: int) -> Run | None:
+        """The run the engine's audio to ``leg`` was in at ``at_ms`` (or the next, if it starts within a tick)."""
+        for run in self.runs.get(leg, []):
+            if run.start_ms - 2 * TICK_MS <= at_ms < run.end_ms:
+                return run
+        return None
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _audible_runs(pcm: npt.NDArray[np.int16]) -> list[Run]:
+    """Runs of 20 ms frames with audible samples, pauses under PROMPT_GAP_MS bridged."""
+    n = len(pcm) // FRAME
+    if n == 0:
+        return []
+    loud = np.abs(pcm[: n * FRAME].astype(np.int32)).reshape(n, FRAME).max(axis=1) > AUDIBLE
+    runs: list[Run] = []
+    idx = np.flatnonzero(loud)
+    if len(idx) == 0:
+        return []
+    start = prev = int(idx[0])
+    for k in idx[1:]:
+        k = int(k)
+        if (k - prev - 1) * TICK_MS >= PROMPT_GAP_MS:
+            runs.append(Run(start * TICK_MS, (prev + 1) * TICK_MS))
+            start = k
+        prev = k
+    runs.append(Run(start * TICK_MS, (prev + 1) * TICK_MS))
+    return runs
+
+
+def _media_endpoints(sdps: list[SessionDescription]) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    for sdp in sdps:
+        m = sdp.audio()
+        host = sdp.stream_address(m) if m is not None else None
+        if m is not None and host and host not in ("0.0.0.0", "::"):
+            out.add((host, m.port))
+    return out
+
+
+def _arrivals(call: CapturedCall, datagrams: list[Datagram]) -> dict[Leg, list[int]]:
+    """When each party's RTP reached the engine (any RTP: audio or telephone-events, as the engine counts)."""
+    t0 = call.t0
+    legs: list[tuple[Leg, set[tuple[str, int]], float, float]] = [
+        (F, _media_endpoints(call.facility.callee_sdps), call.facility.invite_at,
+         (call.facility.ended_at or t0) + 1.0)]
+    if call.called is not None:
+        legs.append((C, _media_endpoints(call.called.caller_sdps), call.called.invite_at,
+                     (call.called.ended_at or t0) + 1.0))
+    out: dict[Leg, list[int]] = {F: [], C: []}
+    for leg, engine_eps, begin, end in legs:
+        if not engine_eps:
+            continue
+        out[leg] = [_ms(d.ts - t0) for d in datagrams
+                    if d.dst in engine_eps and begin <= d.ts <= end and d.payload[:1] and d.payload[0] >> 6 == 2]
+    return out
+
+
+def _wire(call: CapturedCall, datagrams: list[Datagram]) -> Wire:
+    facts = call.facts
+    answered = next((f for f in facts if f.leg == "facility" and f.kind == "answered"), None)
+    invite = next((f for f in facts if f.leg == "called" and f.kind == "invite"), None)
+    called_answered = next((f for f in facts if f.leg == "called" and f.kind == "answered"), None)
+    engine_ends: dict[Leg, int] = {}
+    party_ends: dict[Leg, int] = {}
+    for f in facts:
+        leg = Leg(f.leg)
+        if f.kind in ("bye", "cancel"):
+            ends = engine_ends if f.detail.get("by") == "engine" else party_ends
+            ends.setdefault(leg, _ms(f.at_s))
+        elif f.kind == "failed" and leg is C:
+            party_ends.setdefault(leg, _ms(f.at_s))
+    last = max((f.at_s for f in facts), default=0.0)
+    return Wire(
+        call=call,
+        facts=facts,
+        answered_ms=_ms(answered.at_s) if answered else None,
+        trunk_invite_ms=_ms(invite.at_s) if invite else None,
+        called_answered_ms=_ms(called_answered.at_s) if called_answered else None,
+        engine_ends=engine_ends,
+        party_ends=party_ends,
+        runs={F: _audible_runs(call.to_facility_pcm), C: _audible_runs(call.to_called_pcm)},
+        arrivals=_arrivals(call, datagrams),
+        last_ms=_ms(last),
+    )
+
+
+# ------------------------------------------------------------------------------ what the wire implies
+
+
+def wire_verdict(wire: Wire, plan: Dialplan) -> tuple[str | None, str | None]:
+    """The outcome and reason the signalling alone implies (None where it cannot tell).
+
+    Independent of the machine: who ended the call, the trunk's answer, the called party's last
+    acceptance key, a hold or REFER before the engine's BYE, the limit.
+    """
+    facts = wire.facts
+    keys = plan.keys
+    answered = wire.called_answered_ms
+    trunk_failed = next((f for f in facts if f.leg == "called" and f.kind == "failed"), None)
+    first_end = min(((t, leg, "engine") for leg, t in wire.engine_ends.items()), default=None)
+    party_end = min(((t, leg, "party") for leg, t in wire.party_ends.items()
+                     if not (leg is C and trunk_failed is not None)), default=None)
+    ender = min(x for x in (first_end, party_end) if x is not None) if (first_end or party_end) else None
+    if wire.trunk_invite_ms is None:
+        if ender is None:
+            return None, None
+        if ender[2] == "party":
+            return "abandoned", "DIS-HANGUP"
+        return "restricted", None  # BLK-* or the roster: the reason is not on the wire
+    if answered is None:
+        if trunk_failed is not None and (party_end is None or _ms(trunk_failed.at_s) <= party_end[0]):
+            status = int(trunk_failed.detail.get("status") or 0)  # type: ignore[arg-type]
+            if status in (486, 600):
+                return "busy", "ACC-4"
+            if status in _NO_ANSWER:
+                return "no_answer", "ACC-4"
+            return "failed", "SYS-TRUNK"
+        if party_end is not None and (first_end is None or party_end[0] <= first_end[0]):
+            return "abandoned", "DIS-HANGUP"
+        if C in wire.engine_ends:
+            return "no_answer", "ACC-4"  # our CANCEL: the ring timeout
+        return None, None
+    decisive = [f for f in facts if f.leg == "called" and f.kind == "key" and f.detail.get("by") == "called"
+                and _ms(f.at_s) >= answered and f.detail.get("key") in (keys.accept, keys.refuse, keys.block)]
+    if ender is not None:
+        decisive = [f for f in decisive if _ms(f.at_s) <= ender[0]]
+    first = decisive[0] if decisive else None
+    accepted_ms = _ms(first.at_s) if first is not None and first.detail.get("key") == keys.accept else None
+    if ender is None:
+        return None, None
+    if accepted_ms is None:
+        if ender[2] == "party":
+            return "abandoned", "DIS-HANGUP"
+        if first is not None and first.detail.get("key") == keys.refuse:
+            return "refused", "ACC-2"
+        if first is not None and first.detail.get("key") == keys.block:
+            return "blocked", "ACC-6"
+        return "no_input", "ACC-3"  # in-band keys are only in the audio: the replay sees them, not this verdict
+    if ender[2] == "party":
+        return "completed", "DIS-HANGUP"
+    watched = [f for f in facts if f.leg == "called" and f.kind in ("hold", "refer") and f.detail.get("by") == "called"
+               and accepted_ms <= _ms(f.at_s) <= ender[0]]
+    if watched and plan.policies.hold.action is Action.DISCONNECT:
+        return "disconnected", "DIS-HOLD"
+    limit = plan.limit_seconds(plan.call_type_for(wire.call.facility.number), False)
+    if limit is not None and ender[0] - accepted_ms >= limit * 1000:
+        return "limited", None  # DIS-LIMIT or DIS-FUNDS: the balance is not on the wire
+    return None, None  # a detector's decision: visible only in the audio (the replay says which)
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+@dataclass(order=True, slots=True)
+class _Item:
+    t_ms: int
+    seq: int
+    kind: str = field(compare=False)  # event | key | leg_event | prompt
+    leg: Leg | None = field(compare=False, default=None)
+    event: Any = field(compare=False, default=None)
+    token: int = field(compare=False, default=0)
+
+
+def _started_at(ts: float) -> str:
+    """The INVITE's capture time as the engine writes ``started_at`` (local time with its offset)."""
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+
+
+class _Driver:
+    """Feeds one call's wire facts to a CallMachine and answers its commands as the engine would."""
+
+    def __init__(self, plan: Dialplan, wire: Wire, call_id: str) -> None:
+        self.plan = plan
+        self.wire = wire
+        self.call_id = call_id
+        self.machine = CallMachine(plan)
+        self.inputs: list[tuple[int, ev.Event]] = []
+        self.notes: list[str] = []
+        self._queue: list[_Item] = []
+        self._seq = 0
+        self._seen = 0  # timeline entries already looked at
+        self._now = 0
+        self._down: dict[Leg, int] = {}  # when the machine hung up a leg
+        self._busy_until: dict[Leg, int] = {F: 0, C: 0}
+        self._pending: dict[Leg, set[int]] = {F: set(), C: set()}
+        self._normalizers = {leg: KeyNormalizer(leg, window_s=0.2) for leg in (F, C)}
+        self._renders: dict[str, int | None] = {}
+        self._name_clip: npt.NDArray[np.int16] | None = None
+        self.name_phase = self._name_phase()
+
+    # -------------------------------------------------------------- queue
+
+    def push(self, t_ms: int, kind: str, event: Any = None, leg: Leg | None = None, token: int = 0) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, _Item(max(t_ms, self._now), self._seq, kind, leg, event, token))
+
+    def _feed(self, event: ev.Event, t_ms: int) -> None:
+        self._now = max(self._now, t_ms)
+        self.inputs.append((self._now, event))
+        self.machine.handle(event, self._now / 1000)
+        self._after()
+
+    def run(self) -> None:
+        guard = 0
+        while not self.machine.ended and guard < 100_000:
+            guard += 1
+            deadline = self.machine.next_deadline()
+            due = math.ceil(deadline * 1000 - 1e-6) if deadline is not None else None
+            if self._queue and (due is None or self._queue[0].t_ms < due):
+                item = heapq.heappop(self._queue)
+                self._pop(item)
+            elif due is not None:
+                self._feed(ev.TimerFired(), max(due, self._now))
+            else:
+                break
+
+    def _pop(self, item: _Item) -> None:
+        t = max(item.t_ms, self._now)
+        if item.kind == "event":
+            self._feed(item.event, t)
+        elif item.kind == "leg_event":
+            assert item.leg is not None
+            if self._leg_live(item.leg, t):
+                self._feed(item.event, t)
+        elif item.kind == "key":
+            assert item.leg is not None
+            key, source, onset_ms = item.event
+            if not self._leg_live(item.leg, t):
+                return
+            press = self._normalizers[item.leg].press(key, source, t / 1000, started_at=onset_ms / 1000)
+            if press is not None:
+                self._feed(ev.KeyPressed(press.key, item.leg, press.source), t)
+        elif item.kind == "prompt":
+            assert item.leg is not None
+            if item.token in self._pending[item.leg] and self._leg_live(item.leg, t):
+                self._pending[item.leg].discard(item.token)
+                self._feed(item.event, t)
+
+    def _leg_live(self, leg: Leg, t_ms: int) -> bool:
+        down = self._down.get(leg)
+        party = self.wire.party_ends.get(leg)
+        return (down is None or t_ms < down) and (party is None or t_ms <= party)
+
+    # -------------------------------------------------------------- the machine's orders
+
+    def _after(self) -> None:
+        timeline = self.machine._timeline
+        while self._seen < len(timeline):
+            entry = timeline[self._seen]
+            self._seen += 1
+            if "out" in entry:
+                self._order(entry)
+
+    def _order(self, out: dict[str, JsonValue]) -> None:
+        t = int(out["t_ms"])  # type: ignore[arg-type]
+        name = out["out"]
+        if name == "IdentifyCaller":
+            self._identify(t, out)
+        elif name == "CheckCall":
+            self._check(t)
+        elif name == "ReserveFunds":
+            self._reserve(t)
+        elif name == "PlayPrompt":
+            for leg in out["legs"]:  # type: ignore[union-attr]
+                self._play(t, Leg(str(leg)), out)
+        elif name == "StopPrompt":
+            leg = Leg(str(out["leg"]))
+            self._pending[leg].clear()
+            self._busy_until[leg] = t
+        elif name == "StartRecording":
+            self._record_name(t, int(out["max_ms"]))  # type: ignore[arg-type]
+        elif name == "Hangup":
+            self._down.setdefault(Leg(str(out["leg"])), t)
+
+    def _identify(self, t: int, out: dict[str, JsonValue]) -> None:
+        caller = out.get("caller_id") or f"pin:{out.get('pin')}"
+        at = t + 1
+        if self.name_phase:
+            # The "say your name" prompt starts when the roster answered.
+            run = self.wire.first_run(F, t, round(self.plan.acceptance.ledger_timeout_s * 1000))
+            if run is not None:
+                at = max(at, run.start_ms - TICK_MS)
+        self.push(at, "event", ev.CallerIdentified(str(caller), "(from capture)", "active",
+                                                   has_name_clip=not self.name_phase))
+
+    def _check(self, t: int) -> None:
+        w = self.wire
+        if w.trunk_invite_ms is not None:
+            self.push(max(t + 1, w.trunk_invite_ms - 1), "event", ev.CallChecked(True, account_kind="prepaid"))
+            return
+        party = w.party_ends.get(F)
+        run = w.first_run(F, t, round(self.plan.acceptance.ledger_timeout_s * 1000))
+        refused = F in w.engine_ends or (run is not None and (party is None or run.start_ms < party))
+        if refused:
+            at = max(t + 1, run.start_ms - TICK_MS) if run is not None else t + 1
+            self.push(at, "event", ev.CallChecked(False, detail="refused before dialling: the reason is the "
+                                                               "ledger's, not on the wire"))
+            self.notes.append("no INVITE to the trunk after the check: refused (BLK reason unknown)")
+
+    def _reserve(self, t: int) -> None:
+        limit_s = self.machine.limit_s
+        seconds = limit_s if limit_s is not None else UNTIMED_HOLD_S
+        hold = max_cost_minor(seconds, self.plan.tariff)
+        at = t + 1
+        # The "connected" prompt towards the facility starts when the hold was granted.
+        run = self.wire.first_run(F, t, round(self.plan.acceptance.ledger_timeout_s * 1000))
+        if run is not None:
+            at = max(at, run.start_ms - TICK_MS)
+        self.push(at, "event", ev.LedgerAnswer(True, f"{self.call_id}/hold", seconds, hold))
+
+    def _record_name(self, t: int, max_ms: int) -> None:
+        # The engine collects the caller's frames until max_ms have passed (whole ticks), then judges them.
+        at = t + math.ceil(max_ms / TICK_MS) * TICK_MS
+        invite = self.wire.trunk_invite_ms
+        if invite is not None and t < invite - 2 < at + round(DEFAULT_TOLERANCE_S * 1000):
+            at = invite - 2  # the check and the INVITE to the trunk followed the recording at once
+        pcm = self.wire.call.facility_pcm[t * 8 : at * 8]
+        voiced, duration_ms, clip = _judge_name(pcm)
+        self._name_clip = clip
+        self.push(at, "event", ev.NameRecorded(duration_ms, voiced))
+
+    def _play(self, t: int, leg: Leg, out: dict[str, JsonValue]) -> None:
+        prompt_id = str(out["prompt_id"])
+        has_media = leg is F or (self.wire.called_answered_ms is not None and t >= self.wire.called_answered_ms)
+        if not has_media or leg in self._down:
+            self.push(t, "prompt", ev.PromptFinished(leg, prompt_id), leg, self._token(leg))
+            return
+        start = max(t, self._busy_until[leg])
+        length = self._rendered_ms(out)
+        run = self.wire.run_at(leg, start)
+        if length is None:
+            end = run.end_ms if run is not None else start
+        else:
+            end = start + length
+            if run is not None and run.end_ms + round(DEFAULT_TOLERANCE_S * 1000) < end:
+                self.notes.append(f"{prompt_id} to the {leg.value} leg: the wire's audio stopped at {run.end_ms} ms, "
+                                  f"the rendered prompt lasts to {end} ms (a different prompt set?)")
+        self._busy_until[leg] = end
+        self.push(end + TICK_MS, "prompt", ev.PromptFinished(leg, prompt_id), leg, self._token(leg))
+
+    def _token(self, leg: Leg) -> int:
+        self._seq += 1
+        self._pending[leg].add(self._seq)
+        return self._seq
+
+    def _rendered_ms(self, out: dict[str, JsonValue]) -> int | None:
+        from ivr.prompts import render
+
+        variables = out.get("variables") or {}
+        assert isinstance(variables, dict)
+        clip = self._name_clip if variables.get("name") == "clip" else None
+        key = json.dumps([out["prompt_id"], out["language"], variables, None if clip is None else len(clip)],
+                         sort_keys=True)
+        if key not in self._renders:
+            try:
+                rendered = render(str(out["prompt_id"]), str(out["language"]), variables, name_clip=clip)
+                self._renders[key] = len(rendered.pcm) // 8
+            except (ValueError, OSError) as exc:
+                self._renders[key] = None
+                self.notes.append(f"{out['prompt_id']}: not rendered ({exc}); its end taken from the wire's audio")
+        return self._renders[key]
+
+    # -------------------------------------------------------------- inputs from the wire
+
+    def _name_phase(self) -> bool:
+        w = self.wire
+        need = NAME_PHASE_FRACTION * self.plan.identify.name_max_ms
+        if w.answered_ms is None:
+            return False
+        if w.trunk_invite_ms is not None:
+            return w.trunk_invite_ms - w.answered_ms >= need
+        runs = w.runs.get(F, [])
+        if not runs:
+            return False
+        after = runs[1].start_ms if len(runs) > 1 else (w.leg_end(F) or w.last_ms)
+        return after - runs[0].end_ms >= need
+
+    def load(self) -> None:
+        """Queue every input the wire gives by itself (answers to the machine's orders come later)."""
+        w = self.wire
+        call = w.call
+        facility = call.facility
+        self.push(0, "event", ev.CallStarted(self.call_id, facility.number, _started_at(facility.invite_at),
+                                             facility.inmate_id, facility.call_id))
+        for f in w.facts:
+            self._fact(f)
+        starts = {F: w.answered_ms, C: w.called_answered_ms}
+        for leg, pcm in ((F, call.facility_pcm), (C, call.called_pcm)):
+            start = starts[leg]
+            if start is not None:
+                for t, item in detector_inputs(pcm, start, w.leg_end(leg), leg, self.plan):
+                    if isinstance(item, tuple):
+                        self.push(t, "key", item, leg)
+                    else:
+                        self.push(t, "leg_event", item, leg)
+                timeout = media_timeout(w.arrivals.get(leg, []), start, w.leg_end(leg) or w.last_ms,
+                                        self.plan.policies.media_timeout_s, leg)
+                if timeout is not None:
+                    self.push(timeout[0], "leg_event", timeout[1], leg)
+
+    def _fact(self, f: Fact) -> None:
+        t = _ms(f.at_s)
+        leg = Leg(f.leg)
+        by = f.detail.get("by")
+        party = by == f.leg
+        if f.kind in ("bye", "cancel") and party:
+            self.push(t, "event", ev.HangupReceived(leg))
+        elif leg is C and f.kind == "ringing":
+            self.push(t, "event", ev.CalledRinging())
+        elif leg is C and f.kind == "answered":
+            self.push(t, "event", ev.CalledAnswered())
+        elif leg is C and f.kind == "failed":
+            status = int(f.detail.get("status") or 0)  # type: ignore[arg-type]
+            if status in (486, 600):
+                self.push(t, "event", ev.CalledBusy(status))
+            else:
+                self.push(t, "event", ev.CalledFailed(status, str(f.detail.get("reason") or "")))
+        elif f.kind == "key" and party:
+            source = KeySource(str(f.detail.get("source")))
+            self.push(t, "key", (str(f.detail["key"]), source, t), leg)
+        elif f.kind == "hold" and party:
+            self.push(t, "leg_event", ev.HoldDetected(leg, {
+                "signal": "re-INVITE", "direction": str(f.detail.get("mode")), "rule": "RFC 3264 section 8.4",
+                "source": "capture"}), leg)
+        elif f.kind == "refer" and party:
+            self.push(t, "leg_event", ev.TransferRequested(leg, {"signal": "REFER",
+                                                                  "refer_to": f.detail.get("refer_to")}), leg)
+
+
+def _judge_name(pcm: npt.NDArray[np.int16]) -> tuple[bool, int, npt.NDArray[np.int16] | None]:
+    """The engine's ACC-1 rule (ivr.net.runner.CallSession._finish_name) over the recorded window."""
+    n = len(pcm) // FRAME
+    if n == 0:
+        return False, 0, None
+    blocks = pcm[: n * FRAME].reshape(n, FRAME).astype(np.float64)
+    rms = np.sqrt(np.mean(blocks**2, axis=1)) / 32768.0
+    voiced = 20 * np.log10(np.maximum(rms, 1e-9)) > NAME_VOICE_DBFS
+    if int(voiced.sum()) < NAME_MIN_VOICED_FRAMES:
+        return False, n * FRAME // 8, None
+    first, last = int(np.argmax(voiced)), n - int(np.argmax(voiced[::-1]))
+    clip = blocks[max(0, first - 5) : min(n, last + 5)].astype(np.int16).reshape(-1)
+    return True, len(clip) // 8, clip
+
+
+DetectorInput = tuple[int, ev.Event | tuple[str, KeySource, int]]
+
+
+def detector_inputs(pcm: npt.NDArray[np.int16], start_ms: int, end_ms: int | None, leg: Leg,
+                    plan: Dialplan) -> list[DetectorInput]:
+    """The detectors over what a party sent, from the engine's start of that leg's media, mapped to
+    machine inputs like ``Engine.detector_event``. In-band keys come back as (key, source, onset_ms)."""
+    from ivr.detect import events as det
+    from ivr.detect.bank import BatchedDetectorBank
+    from ivr.detect.config import DetectorConfigs
+
+    configs = plan.detectors if isinstance(plan.detectors, DetectorConfigs) else DetectorConfigs()
+    delay_ms = round(JitterBuffer().delay_s * 1000)
+    first = math.ceil(start_ms / TICK_MS)
+    last = len(pcm) // FRAME if end_ms is None else min(len(pcm) // FRAME, end_ms // TICK_MS)
+    bank = BatchedDetectorBank(1, configs)
+    origin = first * TICK_MS
+    bank.reset_row(0, origin)
+    out: list[DetectorInput] = []
+
+    def add(k: int, events: list[Any]) -> None:
+        at = (k + 1) * TICK_MS + delay_ms
+        for e in events:
+            mapped = _map_detection(e, leg, det)
+            if mapped is not None:
+                out.append((at, mapped))
+
+    for k in range(first, last):
+        add(k, bank.feed(pcm[k * FRAME : (k + 1) * FRAME], k * TICK_MS)[0])
+    return out
+
+
+def _map_detection(e: Any, leg: Leg, det: Any) -> ev.Event | tuple[str, KeySource, int] | None:
+    if isinstance(e, det.DtmfEvent):
+        return (e.digit, KeySource.INBAND, e.start_ms)
+    if isinstance(e, det.SilenceStarted):
+        return ev.SilenceDetected(leg, max(0, e.at_ms - e.start_ms), e.evidence())
+    if isinstance(e, det.SilenceEnded):
+        return ev.SpeechDetected(leg)
+    if isinstance(e, det.ToneEvent) and e.name == "call_waiting":
+        return ev.CallWaitingTone(leg, dict(e.evidence(), tone=e.name))
+    if isinstance(e, det.HookflashEvent):
+        return ev.HookflashDetected(leg, e.evidence())
+    if isinstance(e, det.NoiseStarted):
+        return ev.NoiseDetected(leg, e.evidence())
+    return None
+
+
+def media_timeout(arrivals: list[int], start_ms: int, end_ms: int, timeout_s: float,
+                  leg: Leg) -> tuple[int, ev.MediaTimeout] | None:
+    """DIS-MEDIA: the first silence of the party's RTP longer than ``timeout_s`` while the leg was up
+    (counting from the start of the leg's media if no packet came, as ``RtpReceiver.timed_out``)."""
+    timeout_ms = round(timeout_s * 1000)
+    last = start_ms
+    count = 0
+    for a in sorted(arrivals):
+        if a < start_ms:
+            continue
+        if a - last > timeout_ms:
+            break
+        last = a
+        count += 1
+    else:
+        if end_ms - last <= timeout_ms:
+            return None
+    evidence: Evidence = {"silent_s": round(timeout_s, 3), "timeout_s": timeout_s,
+                          "last_packet_ms": last if count else None, "packets": count, "source": "capture"}
+    return last + timeout_ms + 1, ev.MediaTimeout(leg, evidence)
+
+
+# ------------------------------------------------------------------------------ the public entry point
+
+
+def _call_id(call: CapturedCall) -> str:
+    stamp = dt.datetime.fromtimestamp(call.t0, dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-pcap-{hashlib.sha1(call.facility.call_id.encode()).hexdigest()[:8]}"
+
+
+def _replayable(call: CapturedCall) -> bool:
+    """A call the engine took: the gateway's INVITE is in the capture and the engine answered it."""
+    kinds = {(f.leg, f.kind) for f in call.facts}
+    return ("facility", "invite") in kinds and ("facility", "answered") in kinds
+
+
+def replay_capture(path: Path, dialplan: Dialplan, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
+                   log: Callable[[str], None] | None = None) -> list[ReplayResult]:
+    """Every call the engine answered in the capture, rebuilt, replayed and compared with the wire."""
+    calls = read_calls(path)
+    datagrams = read_datagrams(path)
+    results: list[ReplayResult] = []
+    for call in calls:
+        if not _replayable(call):
+            if log is not None:
+                log(f"{path}: {call.facility.call_id}: not replayed (the engine did not answer this INVITE)")
+            continue
+        results.append(replay_call(call, datagrams, dialplan, source=str(path), tolerance_s=tolerance_s))
+    return results
+
+
+def replay_call(call: CapturedCall, datagrams: list[Datagram], dialplan: Dialplan, *, source: str = "capture",
+                tolerance_s: float = DEFAULT_TOLERANCE_S) -> ReplayResult:
+    wire = _wire(call, datagrams)
+    driver = _Driver(dialplan, wire, _call_id(call))
+    driver.load()
+    driver.run()
+    outcome, reason = wire_verdict(wire, dialplan)
+    expect: dict[str, Any] = {}
+    if outcome is not None:
+        expect["outcome"] = outcome
+    if reason is not None:
+        expect["reason"] = reason
+    assumptions = list(ASSUMPTIONS)
+    assumptions.append("name phase seen: the caller had no enrolled name clip" if driver.name_phase
+                       else "no name phase: the caller had an enrolled name clip")
+    expect["wire"] = {
+        "outcome": outcome,
+        "reason": reason,
+        "hangups_ms": {leg.value: t for leg, t in sorted(wire.engine_ends.items())},
+        "party_hangups_ms": {leg.value: t for leg, t in sorted(wire.party_ends.items())},
+        "tolerance_s": tolerance_s,
+        "assumptions": assumptions,
+        "notes": driver.notes,
+        "sip_call_id": call.facility.call_id,
+    }
+    flow = Flow(path=f"{source}#{call.facility.call_id}", name=call.facility.call_id,
+                description=f"captured call {call.facility.call_id} to {call.facility.number}", dialplan=dialplan,
+                expect=expect, inputs=tuple(driver.inputs), recorded_outputs=())
+    result = run_flow(flow)
+    if driver.machine.record is not None and result.record != driver.machine.record:
+        result.mismatches.append("internal: the flow replay differs from the driven machine")
+    result.mismatches += compare_hangups(result.outputs, wire, tolerance_s)
+    return result
+
+
+def replay_hangups(outputs: list[dict[str, Any]]) -> dict[Leg, int]:
+    """The first ``Hangup`` the replayed machine ordered on each leg (ms)."""
+    out: dict[Leg, int] = {}
+    for o in outputs:
+        if o.get("out") == "Hangup":
+            out.setdefault(Leg(o["leg"]), int(o["t_ms"]))
+    return out
+
+
+def compare_hangups(outputs: list[dict[str, Any]], wire: Wire, tolerance_s: float) -> list[str]:
+    """The replayed hang-ups against the engine's BYE / CANCEL on the wire: same legs, same times."""
+    replayed = replay_hangups(outputs)
+    tol_ms = round(tolerance_s * 1000)
+    problems: list[str] = []
+    for leg in (F, C):
+        a, b = replayed.get(leg), wire.engine_ends.get(leg)
+        if a is None and b is None:
+            continue
+        if b is None:
+            problems.append(f"replay hangs up the {leg.value} leg at {a} ms; the engine did not on the wire")
+        elif a is None:
+            problems.append(f"the engine hung up the {leg.value} leg at {b} ms on the wire; the replay did not")
+        elif abs(a - b) > tol_ms:
+            problems.append(f"{leg.value} leg hung up at {a} ms in the replay, at {b} ms on the wire "
+                            f"(more than {tolerance_s} s apart)")
+    return problems
+
+
+def capture_summary(result: ReplayResult) -> dict[str, Any]:
+    """One JSON-ready line per call for ``ivr replay capture.pcap``."""
+    wire = dict(result.flow.expect.get("wire", {}))
+    record = result.record
+    return {
+        "sip_call_id": wire.pop("sip_call_id", result.flow.name),
+        "call_id": record.get("call_id"),
+        "called_number": record.get("called_number"),
+        "outcome": record.get("outcome"),
+        "reason": record.get("reason"),
+        "billed_seconds": record.get("billed_seconds"),
+        "decision": record.get("decision"),
+        "replay_hangups_ms": {leg.value: t for leg, t in sorted(replay_hangups(result.outputs).items())},
+        "wire": wire,
+        "inputs": len(result.flow.inputs),
+        "ok": result.ok,
+        "mismatches": result.mismatches,
+    }
