@@ -303,6 +303,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise InputError("no such file or folder", where=str(path))
+    if path.suffix.lower() in (".pcap", ".pcapng"):
+        return _replay_capture(path, args)
     if path.is_dir() and not (path / "events.jsonl").is_file():
         flows = find_flows(path)
         if not flows:
@@ -337,10 +339,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if result.mismatches else 0
 
 
+# -- captures (sim/replay.py): ``ivr replay capture.pcap --dialplan FILE`` ---------------------------
+
+
+def _capture_dialplan(option: str | None) -> Dialplan:
+    """``--dialplan FILE``, or the only dialplan in ./dialplans/."""
+    if option:
+        return load_dialplan(Path(option))
+    found = sorted((Path.cwd() / "dialplans").glob("*.toml"))
+    if len(found) != 1:
+        raise InputError(f"a capture needs the facility's dialplan: found {len(found)} in ./dialplans/, "
+                         "name one with --dialplan FILE", where="--dialplan")
+    return load_dialplan(found[0])
+
+
+def _replay_capture(path: Path, args: argparse.Namespace) -> int:
+    """One JSON record per call of the capture; exit 1 if any decision differs from the wire."""
+    from sim.replay import capture_summary, replay_capture
+
+    results = replay_capture(path, _capture_dialplan(getattr(args, "dialplan", None)),
+                             log=lambda line: print(line, file=sys.stderr))
+    if not results:
+        raise InputError("no call the engine answered in this capture", where=str(path))
+    for result in results:
+        print(json.dumps(capture_summary(result), sort_keys=True))
+        for problem in result.mismatches:
+            print(f"{path}: {result.flow.name}: {problem}", file=sys.stderr)
+    return 1 if any(not r.ok for r in results) else 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="replay a flow, a recorded call or a folder of them")
     p.add_argument("path", help="a flow (.jsonl), a call folder (events.jsonl) or a folder of flows")
     p.add_argument("--plot", metavar="FILE.png", help="draw the call's timeline")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
     p.add_argument("--no-audio", action="store_true", help="call folders: skip re-running the detectors over the WAVs")
+    p.add_argument("--dialplan", metavar="FILE", help="captures (.pcap, .pcapng): the facility's dialplan "
+                   "(default: the only one in ./dialplans/)")
     p.set_defaults(handler=cmd_replay)
