@@ -158,6 +158,8 @@ class _Phone(VoIPPhone):  # type: ignore[misc,unused-ignore]
             callCallback=self.callback,
             fatalCallback=self.fatal,
         )
+        # A loopback registrar answers in milliseconds; pyVoIP's 30 s wait would only stall stop().
+        self.sip.register_timeout = 5
         self.offers: dict[str, tuple[str, ...]] = {}
 
     def _create_Call(self, request: Any, sess_id: int) -> None:  # noqa: N802 - pyVoIP's hook name
