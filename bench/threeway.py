@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -80,17 +81,23 @@ def false_alarms_in(
     rounds = max(1, round(hours * 3600 / (channels * chunk_s)))
     alarms: Counter[str] = Counter()
     bank = BatchedDetectorBank(channels, configs)
+    evidence: list[str] = []
     frame = 0
     for _ in range(rounds):
         rows = np.stack([make(chunk_s) for _ in range(channels)])
         for f in range(rows.shape[1] // 160):
             for evs in bank.feed(rows[:, f * 160 : (f + 1) * 160], frame * 20):
-                alarms.update(
-                    "hookflash" if isinstance(e, HookflashEvent) else "call_waiting" for e in evs if is_alarm(e)
-                )
+                for e in evs:
+                    if is_alarm(e):
+                        alarms["hookflash" if isinstance(e, HookflashEvent) else "call_waiting"] += 1
+                        ev = e.evidence()
+                        ev.pop("thresholds", None)
+                        evidence.append(str(ev))
             frame += 1
     for evs in bank.flush(frame * 20):
         alarms.update("hookflash" if isinstance(e, HookflashEvent) else "call_waiting" for e in evs if is_alarm(e))
+    for line in evidence:
+        print(f"false alarm: {line}", file=sys.stderr)
     return rounds * channels * chunk_s / 3600, alarms
 
 

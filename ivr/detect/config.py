@@ -109,8 +109,12 @@ class HookflashConfig:
     min_silence_after_ms: int = 250
     # The on-hook gap of a flash lasts 300-1100 ms; what follows must come within this window.
     followup_window_ms: int = 4000
-    # A change of the line's noise floor across the click of at least this much corroborates.
+    # A drop of the line's noise floor across the click of at least this much corroborates ...
     min_floor_step_db: float = 6.0
+    # ... if the floor after it is that of an idle line: with the phone on-hook only the line's
+    # idle-channel noise is left, typically well below -65 dBm0, whereas a room getting quieter
+    # (a TV switched off after a door click) stays above it.
+    max_floor_after_dbm0: float = -65.0
     # Report only with corroboration (floor step, dial tone, ringback or DTMF after the click).
     require_corroboration: bool = True
 
@@ -175,6 +179,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "floor_rise_db_per_s": (0.1, 60.0),
     "min_click_over_floor_db": (3.0, 60.0),
     "min_floor_step_db": (1.0, 60.0),
+    "max_floor_after_dbm0": (-100.0, -20.0),
     "min_flatness": (0.0, 1.0),
     "max_level_spread_db": (0.5, 40.0),
 }

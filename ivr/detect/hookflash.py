@@ -7,8 +7,8 @@ evidence (a short word between pauses looks alike), so by default a flash is rep
 corroboration inside ``followup_window_ms`` after the click:
 
 * ``floor_step``: the line's noise floor during the silence after the click is at least
-  ``min_floor_step_db`` *below* the floor tracked before it (the phone's microphone and the line's
-  hiss are gone while on-hook);
+  ``min_floor_step_db`` *below* the floor tracked before it and at most ``max_floor_after_dbm0``
+  (the phone's microphone and the room are gone while on-hook: only idle-line noise is left);
 * ``dial`` / ``ringback``: a dial tone (>= 300 ms) or ringback (>= 500 ms) starts after the click;
 * ``dtmf``: a DTMF key after the click (dialing the third party).
 
@@ -193,7 +193,12 @@ class HookflashBank:
         chosen: tuple[_Candidate, list[str]] | None = None
         for cand in waiting:
             evidence: list[str] = []
-            if cand.after_count >= 8 and cand.floor_before - cand.floor_after() >= cfg.min_floor_step_db:
+            floor_after = cand.floor_after()
+            if (
+                cand.after_count >= 8
+                and cand.floor_before - floor_after >= cfg.min_floor_step_db
+                and floor_after <= cfg.max_floor_after_dbm0
+            ):
                 evidence.append("floor_step")
             if tone_class == DIAL and tone_since >= cand.at_ms and now_end - tone_since >= 300:
                 evidence.append("dial")

@@ -103,3 +103,19 @@ def test_hookflash_json_has_at_ms_and_evidence() -> None:
     assert list(out)[:2] == ["type", "at_ms"] and out["type"] == "hookflash"
     for key in ("click_ms", "floor_before_dbm0", "floor_after_dbm0", "followed_by", "thresholds"):
         assert key in out
+
+
+def test_click_then_a_quieter_room_is_not_a_flash() -> None:
+    """A door click followed by the room getting 10 dB quieter (-45 -> -55 dBm0) is no flash:
+    an on-hook line falls to idle-line noise, below max_floor_after_dbm0."""
+    rng = np.random.default_rng(15)
+    sig = np.concatenate(
+        [
+            SPEECH_EN[: 8000 * 3] + synth.white_noise(3000, -45, rng),
+            synth.white_noise(600, -45, rng),
+            synth.click(12, -12, rng),
+            synth.white_noise(3000, -55, rng),
+            SPEECH_ES[: 8000 * 3] + synth.white_noise(3000, -55, rng),
+        ]
+    )
+    assert flashes(sig) == []
