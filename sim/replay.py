@@ -78,6 +78,7 @@ from ivr.dialplan import Action, Dialplan
 from ivr.net.runner import FRAME, NAME_MIN_VOICED_FRAMES, NAME_VOICE_DBFS
 from ivr.rating import max_cost_minor
 from ivr.replay import Flow, ReplayResult, run_flow
+from ivr.rtp.g711 import Codec, transcode
 from ivr.rtp.jitter import JitterBuffer
 from ivr.rtp.keys import KeyNormalizer
 from ivr.sip.sdp import SessionDescription
@@ -159,19 +160,63 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _audible_runs(pcm: npt.NDArray[np.int16]) -> list[Run]:
-    """Runs of 20 ms frames with audible samples, pauses under PROMPT_GAP_MS bridged."""
-    n = len(pcm) // FRAME
-    if n == 0:
-        return []
-    loud = np.abs(pcm[: n * FRAME].astype(np.int32)).reshape(n, FRAME).max(axis=1) > AUDIBLE
+def _prompt_runs(call: CapturedCall, datagrams: list[Datagram]) -> dict[Leg, list[Run]]:
+    """Audible audio the engine itself sent to each party (its prompts), by arrival time.
+
+    While the legs are bridged the engine also relays each party's audio to the other; a relayed
+    packet carries the other party's payload untouched (or transcoded between the G.711 laws,
+    ``ivr.rtp.relay``), so packets whose payload the other party sent are not prompt audio.
+    """
+    t0 = call.t0
+    sides: dict[Leg, tuple[set[tuple[str, int]], set[tuple[str, int]]]] = {
+        F: (_media_endpoints(call.facility.caller_sdps), _media_endpoints(call.facility.callee_sdps))}
+    if call.called is not None:
+        sides[C] = (_media_endpoints(call.called.callee_sdps), _media_endpoints(call.called.caller_sdps))
+    sent: dict[Leg, list[tuple[float, bytes]]] = {F: [], C: []}  # (arrival, payload) engine -> party
+    heard: dict[Leg, set[bytes]] = {F: set(), C: set()}  # payloads each party sent the engine
+    for d in datagrams:
+        if len(d.payload) < 12 or d.payload[0] >> 6 != 2:
+            continue
+        for leg, (party_eps, engine_eps) in sides.items():
+            if d.dst in party_eps:
+                sent[leg].append((d.ts, d.payload))
+            elif d.dst in engine_eps:
+                heard[leg].add(_rtp_audio(d.payload)[1])
+    runs: dict[Leg, list[Run]] = {}
+    for leg, packets in sent.items():
+        other = heard[C if leg is F else F]
+        relayed = other | {transcode(x, a, b) for x in other for a, b in ((Codec.PCMU, Codec.PCMA),
+                                                                           (Codec.PCMA, Codec.PCMU)) if x}
+        frames: set[int] = set()
+        for ts, payload in packets:
+            codec, audio = _rtp_audio(payload)
+            if codec is None or not audio or audio in relayed:
+                continue
+            if int(np.abs(codec.decode(audio).astype(np.int32)).max()) > AUDIBLE:
+                frames.add(_ms(ts - t0) // TICK_MS)
+        runs[leg] = _runs_of(sorted(frames))
+    return runs
+
+
+def _rtp_audio(packet: bytes) -> tuple[Codec | None, bytes]:
+    """The G.711 codec and payload of an RTP packet (RFC 3550 section 5.1: CSRCs, extension, padding)."""
+    cc = packet[0] & 0x0F
+    start = 12 + 4 * cc
+    if packet[0] & 0x10 and len(packet) >= start + 4:
+        start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+    end = len(packet)
+    if packet[0] & 0x20 and end > start:
+        end -= packet[-1]
+    return Codec.from_payload_type(packet[1] & 0x7F), packet[start:end]
+
+
+def _runs_of(frames: list[int]) -> list[Run]:
+    """Consecutive audible frames as runs, pauses under PROMPT_GAP_MS bridged."""
     runs: list[Run] = []
-    idx = np.flatnonzero(loud)
-    if len(idx) == 0:
-        return []
-    start = prev = int(idx[0])
-    for k in idx[1:]:
-        k = int(k)
+    if not frames:
+        return runs
+    start = prev = frames[0]
+    for k in frames[1:]:
         if (k - prev - 1) * TICK_MS >= PROMPT_GAP_MS:
             runs.append(Run(start * TICK_MS, (prev + 1) * TICK_MS))
             start = k
@@ -231,7 +276,7 @@ def _wire(call: CapturedCall, datagrams: list[Datagram]) -> Wire:
         called_answered_ms=_ms(called_answered.at_s) if called_answered else None,
         engine_ends=engine_ends,
         party_ends=party_ends,
-        runs={F: _audible_runs(call.to_facility_pcm), C: _audible_runs(call.to_called_pcm)},
+        runs=_prompt_runs(call, datagrams),
         arrivals=_arrivals(call, datagrams),
         last_ms=_ms(last),
     )
@@ -387,7 +432,10 @@ class _Driver:
             assert item.leg is not None
             if item.token in self._pending[item.leg] and self._leg_live(item.leg, t):
                 self._pending[item.leg].discard(item.token)
-                self._feed(item.event, t)
+                finished, note = item.event
+                if note is not None:  # only for a prompt played out (a stopped one ends early by design)
+                    self.notes.append(note)
+                self._feed(finished, t)
 
     def _leg_live(self, leg: Leg, t_ms: int) -> bool:
         down = self._down.get(leg)
@@ -476,20 +524,21 @@ class _Driver:
         prompt_id = str(out["prompt_id"])
         has_media = leg is F or (self.wire.called_answered_ms is not None and t >= self.wire.called_answered_ms)
         if not has_media or leg in self._down:
-            self.push(t, "prompt", ev.PromptFinished(leg, prompt_id), leg, self._token(leg))
+            self.push(t, "prompt", (ev.PromptFinished(leg, prompt_id), None), leg, self._token(leg))
             return
         start = max(t, self._busy_until[leg])
         length = self._rendered_ms(out)
         run = self.wire.run_at(leg, start)
-        if length is None:
-            end = run.end_ms if run is not None else start
-        else:
-            end = start + length
-            if run is not None and run.end_ms + round(DEFAULT_TOLERANCE_S * 1000) < end:
-                self.notes.append(f"{prompt_id} to the {leg.value} leg: the wire's audio stopped at {run.end_ms} ms, "
-                                  f"the rendered prompt lasts to {end} ms (a different prompt set?)")
+        # The earlier of the rendered end and the end of the engine's audio on the wire: a run longer
+        # than the prompt is the next prompt queued right behind it (invalid_choice, announcement).
+        ends = [x for x in (None if length is None else start + length, run.end_ms if run else None) if x is not None]
+        end = min(ends) if ends else start
         self._busy_until[leg] = end
-        self.push(end + TICK_MS, "prompt", ev.PromptFinished(leg, prompt_id), leg, self._token(leg))
+        note = None
+        if run is not None and length is not None and run.end_ms < start + length - 3 * TICK_MS:
+            note = (f"{prompt_id} to the {leg.value} leg: the wire's audio ends at {run.end_ms} ms, before the "
+                    f"rendered prompt ({length} ms from {start} ms): a different prompt set? The wire's end is used")
+        self.push(end + TICK_MS, "prompt", (ev.PromptFinished(leg, prompt_id), note), leg, self._token(leg))
 
     def _token(self, leg: Leg) -> int:
         self._seq += 1
@@ -725,6 +774,9 @@ def replay_call(call: CapturedCall, datagrams: list[Datagram], dialplan: Dialpla
     result = run_flow(flow)
     if driver.machine.record is not None and result.record != driver.machine.record:
         result.mismatches.append("internal: the flow replay differs from the driven machine")
+    if not wire.engine_ends and not wire.party_ends:
+        result.mismatches.append(f"the capture ends before this call does (last message at {wire.last_ms} ms): "
+                                 "its end cannot be compared")
     result.mismatches += compare_hangups(result.outputs, wire, tolerance_s)
     return result
 
