@@ -272,8 +272,8 @@ class PyVoIPCalledParty:
         error: str | None = None
         resends = 0
         try:
-            if self._done.is_set():
-                call.deny()  # one call per phone: a second INVITE is busy
+            if self._done.is_set() or self._stopping.is_set():
+                call.deny()  # one call per phone: a second INVITE (or one while stopping) is busy
                 return
             call.answer()
             answered_at = time.monotonic()
