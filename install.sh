@@ -13,7 +13,8 @@ if command -v apt-get >/dev/null 2>&1; then
 else
   echo "install.sh: no apt-get; install espeak-ng, sipp, baresip, libspandsp2, sox yourself" >&2
 fi
-python3 -m pip install -q -e ".[dev]"
+# pyvoip (GPL-3.0, optional): the softphone the interop tests register at the simulated trunk.
+python3 -m pip install -q -e ".[dev,pyvoip]"
 # pyenv installs console scripts behind shims: make `ivr` reachable at once.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 echo "installed: run 'ivr demo' (or see README.md)"
