@@ -52,7 +52,7 @@ from tests.integration.engine_harness import (  # noqa: E402
     start_engine,
     ulaw_file,
 )
-from tests.integration.engine_load import call_states, start_calls  # noqa: E402
+from tests.integration.engine_load import call_states, start_calls, tolerate_invite_retransmission  # noqa: E402
 
 TCPDUMP = shutil.which("tcpdump")
 # One rtp_stream task per SIPp thread: with SIPp's default (20 calls per thread) its own streams
@@ -200,7 +200,8 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
     talk_ms = int((setup_s + args.settle + args.window + 6.0) * 1000)
     called = CalledParty(audio=noise).then("pause", 1500).then("key", "1").then("pause", talk_ms).then("bye")
     pair = start_calls(run, called, gateway_audio=noise, calls=n, rate_per_s=args.rate, timeout_s=talk_ms / 1000 + 60,
-                       taskset=args.sipp_core, uas_extra=SIPP_RTP_OPTIONS, uac_extra=SIPP_RTP_OPTIONS)
+                       taskset=args.sipp_core, uas_extra=SIPP_RTP_OPTIONS, uac_extra=SIPP_RTP_OPTIONS,
+                       called_xml=tolerate_invite_retransmission(called.xml()))
     result: dict[str, object] = {"calls": n, "connected": 0}
     try:
         # Wait until all N are connected, or until the count has not grown for 3 s (some calls failed).

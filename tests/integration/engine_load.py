@@ -111,3 +111,16 @@ def udp_drops(port: int, host: str = "127.0.0.1") -> int | None:
         if fields[1] == want:
             return int(fields[-1])
     return None
+
+
+def tolerate_invite_retransmission(xml: str) -> str:
+    """Make a CalledParty scenario answer a retransmitted INVITE with its 200 OK again (RFC 3261
+    section 13.3.1.4), as a real UAS does. Plain SIPp aborts the call on a retransmitted INVITE
+    while it waits for the ACK ("Aborting call on unexpected message"), which turns any engine stall
+    longer than T1 (500 ms, then Timer A retransmits) into a failed call."""
+    ok = '  <send retrans="500">\n    <![CDATA[\n      SIP/2.0 200 OK'
+    ack = '  <recv request="ACK" crlf="true"/>'
+    if xml.count(ok) != 1 or ack not in xml:
+        return xml  # busy / no-answer scenarios: no 200 OK to repeat
+    xml = xml.replace(ok, '  <label id="answer"/>\n' + ok)
+    return xml.replace(ack, '  <recv request="INVITE" optional="true" next="answer"/>\n' + ack, 1)
