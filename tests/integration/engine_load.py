@@ -120,7 +120,7 @@ def tolerate_invite_retransmission(xml: str) -> str:
     longer than T1 (500 ms, then Timer A retransmits) into a failed call."""
     ok = '  <send retrans="500">\n    <![CDATA[\n      SIP/2.0 200 OK'
     ack = '  <recv request="ACK" crlf="true"/>'
-    if xml.count(ok) != 1 or ack not in xml:
-        return xml  # busy / no-answer scenarios: no 200 OK to repeat
+    if xml.count(ok) != 1 or ack not in xml or '<label id="answer"/>' in xml:
+        return xml  # busy / no-answer scenarios (no 200 OK to repeat), or already tolerant
     xml = xml.replace(ok, '  <label id="answer"/>\n' + ok)
     return xml.replace(ack, '  <recv request="INVITE" optional="true" next="answer"/>\n' + ack, 1)
