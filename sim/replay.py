@@ -30,7 +30,8 @@ Inputs the wire does not carry (assumptions, listed in every result)
     nothing audible and dials nobody. If the engine's INVITE to the trunk comes at least
     0.8 x ``name_max_ms`` after it answered the gateway (or, without a trunk INVITE, the first
     prompt to the facility is followed by that much quiet), the caller had no enrolled clip
-    (``has_name_clip=False``) and ``NameRecorded`` follows ``name_max_ms`` after the prompt; its
+    (``has_name_clip=False``) and ``NameRecorded`` follows ``name_max_ms`` after the prompt (or
+    comes just before the INVITE to the trunk, which the check then follows at once); its
     ``voiced`` flag and clip come from the facility's audio by the engine's own rule
     (``ivr.net.runner``). Otherwise ``has_name_clip=True``.
     ``CallChecked``  allowed, just before the engine's INVITE to the trunk. With no INVITE to the
@@ -41,15 +42,27 @@ Inputs the wire does not carry (assumptions, listed in every result)
     ``hold_minor`` = its maximum cost), when the engine's "connected" prompt starts towards the
     facility (else 1 ms after ``ReserveFunds``). A capture cannot show a BLK-FUNDS refusal at
     acceptance: such a call would replay as accepted.
-    ``PromptFinished``  each prompt's length is rendered from the same prompt set the engine plays
-    (``ivr.prompts.render``: ``$IVR_PROMPTS_DIR`` or the shipped prompts): it starts when the machine
-    queues it (or when the prompt before it on that leg ends) and finishes 20 ms (one pacing tick)
-    after its last sample. Where a prompt cannot be rendered (an enrolled name clip, which is not on
-    the wire), it ends where the engine's audio to that leg goes quiet (the end of the run of
-    non-silent frames that follows, gaps under 600 ms bridged: the longest pause inside a prompt is
-    400 ms). A prompt queued on a leg without media (the called leg before its answer) finishes at
-    once, as in the engine. Where the rendered length and the wire disagree by more than the
-    tolerance, a note says so (a different prompt set).
+    ``PromptFinished``  a prompt starts when the machine queues it (or when the prompt before it on
+    that leg ends) and finishes one 20 ms pacing tick after the earlier of two ends: its rendered
+    length (``ivr.prompts.render`` over ``$IVR_PROMPTS_DIR`` or the shipped prompts, the set the
+    engine plays) and the end of the engine's audio to that leg on the wire. That audio is the RTP
+    the engine sent the party with audible samples, minus the packets it relayed from the other
+    party while bridged (their payloads are the other party's); its pauses under 600 ms are bridged
+    (the longest pause inside a shipped prompt is 440 ms). A run longer than the rendered prompt is
+    the next prompt queued right behind it (invalid_choice then the announcement); a run shorter
+    means another prompt set (a note says so and the wire's end is used), unless a party hung up
+    right after it (the audio was cut). Without a rendering (an enrolled name clip is not on the
+    wire) the wire's end is used. A prompt queued on a leg without media (the called leg before its
+    answer) finishes at once, as in the engine.
+
+Not known from a capture
+    The ledger's and the roster's answers (above); an enrolled name clip's audio; the engine's
+    clock (the machine's time origin is the INVITE as captured: a few ms before the engine's); the
+    engine's jitter-buffer state (a fixed 40 ms is assumed); RFC 4733 flash events (event 16) are
+    not turned into ``HookflashDetected``; a call the capture cut short cannot be compared past its
+    end (a mismatch says so). Detector decisions (DIS-SILENCE, DIS-3WAY, DIS-NOISE, DIS-MEDIA,
+    DIS-DIGIT) have no signalling of their own: for them the comparison is the replayed reason and
+    the hang-up times; the wire verdict leaves the reason open.
 
 Comparison
     The replayed ``Hangup`` commands against the engine's BYE / CANCEL on the wire, per leg: the
@@ -147,6 +160,10 @@ class Wire:
             if run.end_ms > after_ms and run.start_ms >= after_ms - TICK_MS:
                 return run if run.start_ms <= after_ms + within_ms else None
         return None
+
+    def cut_short(self, run: Run) -> bool:
+        """Did a party's BYE/CANCEL come right after this run (a pause inside a prompt can be 400 ms)?"""
+        return any(run.end_ms - TICK_MS <= t <= run.end_ms + PROMPT_GAP_MS for t in self.party_ends.values())
 
     def run_at(self, leg: Leg, at_ms: int) -> Run | None:
         """The run the engine's audio to ``leg`` was in at ``at_ms`` (or the next, if it starts within a tick)."""
@@ -285,11 +302,13 @@ def _wire(call: CapturedCall, datagrams: list[Datagram]) -> Wire:
 # ------------------------------------------------------------------------------ what the wire implies
 
 
-def wire_verdict(wire: Wire, plan: Dialplan) -> tuple[str | None, str | None]:
-    """The outcome and reason the signalling alone implies (None where it cannot tell).
+def wire_verdict(wire: Wire, plan: Dialplan, inband_keys: list[tuple[int, str]] | None = None
+                 ) -> tuple[str | None, str | None]:
+    """The outcome and reason the signalling implies (None where it cannot tell).
 
-    Independent of the machine: who ended the call, the trunk's answer, the called party's last
-    acceptance key, a hold or REFER before the engine's BYE, the limit.
+    Independent of the machine: who ended the call, the trunk's answer, the called party's first
+    acceptance key (RFC 4733, SIP INFO, or ``inband_keys`` the detectors found in the called party's
+    audio: (ms, key)), a hold or REFER before the engine's BYE, the limit.
     """
     facts = wire.facts
     keys = plan.keys
@@ -318,22 +337,23 @@ def wire_verdict(wire: Wire, plan: Dialplan) -> tuple[str | None, str | None]:
         if C in wire.engine_ends:
             return "no_answer", "ACC-4"  # our CANCEL: the ring timeout
         return None, None
-    decisive = [f for f in facts if f.leg == "called" and f.kind == "key" and f.detail.get("by") == "called"
-                and _ms(f.at_s) >= answered and f.detail.get("key") in (keys.accept, keys.refuse, keys.block)]
-    if ender is not None:
-        decisive = [f for f in decisive if _ms(f.at_s) <= ender[0]]
-    first = decisive[0] if decisive else None
-    accepted_ms = _ms(first.at_s) if first is not None and first.detail.get("key") == keys.accept else None
     if ender is None:
         return None, None
+    pressed = [(_ms(f.at_s), str(f.detail.get("key"))) for f in facts
+               if f.leg == "called" and f.kind == "key" and f.detail.get("by") == "called"]
+    pressed += list(inband_keys or [])
+    decisive = sorted((t, k) for t, k in pressed
+                      if answered <= t <= ender[0] and k in (keys.accept, keys.refuse, keys.block))
+    first = decisive[0][1] if decisive else None
+    accepted_ms = decisive[0][0] if first == keys.accept else None
     if accepted_ms is None:
         if ender[2] == "party":
             return "abandoned", "DIS-HANGUP"
-        if first is not None and first.detail.get("key") == keys.refuse:
+        if first == keys.refuse:
             return "refused", "ACC-2"
-        if first is not None and first.detail.get("key") == keys.block:
+        if first == keys.block:
             return "blocked", "ACC-6"
-        return "no_input", "ACC-3"  # in-band keys are only in the audio: the replay sees them, not this verdict
+        return "no_input", "ACC-3"
     if ender[2] == "party":
         return "completed", "DIS-HANGUP"
     watched = [f for f in facts if f.leg == "called" and f.kind in ("hold", "refer") and f.detail.get("by") == "called"
@@ -374,6 +394,7 @@ class _Driver:
         self.machine = CallMachine(plan)
         self.inputs: list[tuple[int, ev.Event]] = []
         self.notes: list[str] = []
+        self.inband_keys: list[tuple[int, str]] = []  # the called party's in-band keys, for the wire verdict
         self._queue: list[_Item] = []
         self._seq = 0
         self._seen = 0  # timeline entries already looked at
@@ -403,7 +424,7 @@ class _Driver:
         while not self.machine.ended and guard < 100_000:
             guard += 1
             deadline = self.machine.next_deadline()
-            due = math.ceil(deadline * 1000 - 1e-6) if deadline is not None else None
+            due = _due_ms(deadline) if deadline is not None else None
             if self._queue and (due is None or self._queue[0].t_ms < due):
                 item = heapq.heappop(self._queue)
                 self._pop(item)
@@ -529,6 +550,8 @@ class _Driver:
         start = max(t, self._busy_until[leg])
         length = self._rendered_ms(out)
         run = self.wire.run_at(leg, start)
+        if run is not None and length is not None and self.wire.cut_short(run):
+            run = None  # the audio stopped because a party hung up, not because the prompt ended
         # The earlier of the rendered end and the end of the engine's audio on the wire: a run longer
         # than the prompt is the next prompt queued right behind it (invalid_choice, announcement).
         ends = [x for x in (None if length is None else start + length, run.end_ms if run else None) if x is not None]
@@ -593,6 +616,8 @@ class _Driver:
                 for t, item in detector_inputs(pcm, start, w.leg_end(leg), leg, self.plan):
                     if isinstance(item, tuple):
                         self.push(t, "key", item, leg)
+                        if leg is C:
+                            self.inband_keys.append((t, item[0]))
                     else:
                         self.push(t, "leg_event", item, leg)
                 timeout = media_timeout(w.arrivals.get(leg, []), start, w.leg_end(leg) or w.last_ms,
@@ -627,6 +652,14 @@ class _Driver:
         elif f.kind == "refer" and party:
             self.push(t, "leg_event", ev.TransferRequested(leg, {"signal": "REFER",
                                                                   "refer_to": f.detail.get("refer_to")}), leg)
+
+
+def _due_ms(deadline_s: float) -> int:
+    """The first whole millisecond at which a deadline (float seconds) is due, as the machine compares."""
+    due = math.ceil(deadline_s * 1000 - 1e-6)
+    while due / 1000 < deadline_s:  # 3.774 + 5.0 is 8.774000000000001 in binary floating point
+        due += 1
+    return due
 
 
 def _judge_name(pcm: npt.NDArray[np.int16]) -> tuple[bool, int, npt.NDArray[np.int16] | None]:
@@ -749,7 +782,7 @@ def replay_call(call: CapturedCall, datagrams: list[Datagram], dialplan: Dialpla
     driver = _Driver(dialplan, wire, _call_id(call))
     driver.load()
     driver.run()
-    outcome, reason = wire_verdict(wire, dialplan)
+    outcome, reason = wire_verdict(wire, dialplan, driver.inband_keys)
     expect: dict[str, Any] = {}
     if outcome is not None:
         expect["outcome"] = outcome
