@@ -60,9 +60,9 @@ Not known from a capture
     clock (the machine's time origin is the INVITE as captured: a few ms before the engine's); the
     engine's jitter-buffer state (a fixed 40 ms is assumed); RFC 4733 flash events (event 16) are
     not turned into ``HookflashDetected``; a call the capture cut short cannot be compared past its
-    end (a mismatch says so). Detector decisions (DIS-SILENCE, DIS-3WAY, DIS-NOISE, DIS-MEDIA,
-    DIS-DIGIT) have no signalling of their own: for them the comparison is the replayed reason and
-    the hang-up times; the wire verdict leaves the reason open.
+    end (a mismatch says so). Detector decisions (DIS-SILENCE, DIS-3WAY, DIS-NOISE) have
+    no signalling of their own: for them the comparison is the hang-up times; the wire verdict
+    leaves the reason open.
 
 Comparison
     The replayed ``Hangup`` commands against the engine's BYE / CANCEL on the wire, per leg: the
@@ -360,6 +360,20 @@ def wire_verdict(wire: Wire, plan: Dialplan, inband_keys: list[tuple[int, str]] 
                and accepted_ms <= _ms(f.at_s) <= ender[0]]
     if watched and plan.policies.hold.action is Action.DISCONNECT:
         return "disconnected", "DIS-HOLD"
+    digit = plan.policies.digit
+    if digit.action is not Action.OFF and Leg.CALLED in plan.policies.digit_legs:
+        stray: list[int] = []
+        for t, _key in sorted(pressed):
+            if accepted_ms < t <= ender[0] and (not stray or t - stray[-1] > plan.acceptance.key_dedupe_ms):
+                stray.append(t)  # one press reported by two transports counts once (ACC-5)
+        allowed = digit.warnings if digit.action is Action.WARN else 0
+        if len(stray) > allowed:
+            return "disconnected", "DIS-DIGIT"
+    timeout_s = plan.policies.media_timeout_s
+    for leg, start in ((F, wire.answered_ms), (C, answered)):
+        gap = media_timeout(wire.arrivals.get(leg, []), start, ender[0], timeout_s, leg) if start is not None else None
+        if gap is not None and gap[0] <= ender[0] + 600:  # the engine looks every 0.5 s
+            return "dropped", "DIS-MEDIA"
     limit = plan.limit_seconds(plan.call_type_for(wire.call.facility.number), False)
     if limit is not None and ender[0] - accepted_ms >= limit * 1000:
         return "limited", None  # DIS-LIMIT or DIS-FUNDS: the balance is not on the wire
@@ -610,16 +624,18 @@ class _Driver:
         for f in w.facts:
             self._fact(f)
         starts = {F: w.answered_ms, C: w.called_answered_ms}
-        for leg, pcm in ((F, call.facility_pcm), (C, call.called_pcm)):
-            start = starts[leg]
+        heard = [LegAudio(leg, pcm, start, w.leg_end(leg))
+                 for leg, pcm in ((F, call.facility_pcm), (C, call.called_pcm))
+                 if (start := starts[leg]) is not None]
+        for leg, t, item in detector_inputs(heard, self.plan):
+            if isinstance(item, tuple):
+                self.push(t, "key", item, leg)
+                if leg is C:
+                    self.inband_keys.append((t, item[0]))
+            else:
+                self.push(t, "leg_event", item, leg)
+        for leg, start in starts.items():
             if start is not None:
-                for t, item in detector_inputs(pcm, start, w.leg_end(leg), leg, self.plan):
-                    if isinstance(item, tuple):
-                        self.push(t, "key", item, leg)
-                        if leg is C:
-                            self.inband_keys.append((t, item[0]))
-                    else:
-                        self.push(t, "leg_event", item, leg)
                 timeout = media_timeout(w.arrivals.get(leg, []), start, w.leg_end(leg) or w.last_ms,
                                         self.plan.policies.media_timeout_s, leg)
                 if timeout is not None:
@@ -677,35 +693,57 @@ def _judge_name(pcm: npt.NDArray[np.int16]) -> tuple[bool, int, npt.NDArray[np.i
     return True, len(clip) // 8, clip
 
 
-DetectorInput = tuple[int, ev.Event | tuple[str, KeySource, int]]
+DetectorItem = ev.Event | tuple[str, KeySource, int]
 
 
-def detector_inputs(pcm: npt.NDArray[np.int16], start_ms: int, end_ms: int | None, leg: Leg,
-                    plan: Dialplan) -> list[DetectorInput]:
-    """The detectors over what a party sent, from the engine's start of that leg's media, mapped to
-    machine inputs like ``Engine.detector_event``. In-band keys come back as (key, source, onset_ms)."""
+@dataclass(frozen=True, slots=True)
+class LegAudio:
+    """What one party sent, and when the engine's detectors listened to it (ms since the INVITE)."""
+
+    leg: Leg
+    pcm: npt.NDArray[np.int16]
+    start_ms: int
+    end_ms: int | None
+
+
+def detector_inputs(legs: list[LegAudio], plan: Dialplan) -> list[tuple[Leg, int, DetectorItem]]:
+    """The detectors over what each party sent, from the engine's start of that leg's media, mapped
+    to machine inputs like ``Engine.detector_event``; in-band keys come back as (key, source, onset_ms).
+
+    All legs run in one batched bank (one row each) on one 20 ms clock, as in the engine.
+    """
     from ivr.detect import events as det
     from ivr.detect.bank import BatchedDetectorBank
     from ivr.detect.config import DetectorConfigs
 
+    if not legs:
+        return []
     configs = plan.detectors if isinstance(plan.detectors, DetectorConfigs) else DetectorConfigs()
     delay_ms = round(JitterBuffer().delay_s * 1000)
-    first = math.ceil(start_ms / TICK_MS)
-    last = len(pcm) // FRAME if end_ms is None else min(len(pcm) // FRAME, end_ms // TICK_MS)
-    bank = BatchedDetectorBank(1, configs)
-    origin = first * TICK_MS
-    bank.reset_row(0, origin)
-    out: list[DetectorInput] = []
-
-    def add(k: int, events: list[Any]) -> None:
+    spans = []
+    for la in legs:
+        first = math.ceil(la.start_ms / TICK_MS)
+        last = len(la.pcm) // FRAME if la.end_ms is None else min(len(la.pcm) // FRAME, la.end_ms // TICK_MS)
+        spans.append((first, last))
+    bank = BatchedDetectorBank(len(legs), configs)
+    block = np.zeros((len(legs), FRAME), dtype=np.int16)
+    out: list[tuple[Leg, int, DetectorItem]] = []
+    begin = min(first for first, _ in spans)
+    end = max(last for _, last in spans)
+    for k in range(begin, end):
+        for row, (la, (first, last)) in enumerate(zip(legs, spans, strict=True)):
+            if k == first:
+                bank.reset_row(row, k * TICK_MS)  # the engine attaches a leg's row when its media starts
+            block[row] = la.pcm[k * FRAME : (k + 1) * FRAME] if first <= k < last else 0
         at = (k + 1) * TICK_MS + delay_ms
-        for e in events:
-            mapped = _map_detection(e, leg, det)
-            if mapped is not None:
-                out.append((at, mapped))
-
-    for k in range(first, last):
-        add(k, bank.feed(pcm[k * FRAME : (k + 1) * FRAME], k * TICK_MS)[0])
+        for row, events in enumerate(bank.feed(block, k * TICK_MS)):
+            la, (first, last) = legs[row], spans[row]
+            if not first <= k < last:
+                continue
+            for e in events:
+                mapped = _map_detection(e, la.leg, det)
+                if mapped is not None:
+                    out.append((la.leg, at, mapped))
     return out
 
 
