@@ -361,16 +361,27 @@ def _capture_dialplan(option: str | None) -> Dialplan:
 
 def _replay_capture(path: Path, args: argparse.Namespace) -> int:
     """One JSON record per call of the capture; exit 1 if any decision differs from the wire."""
+    import tempfile
+
     from sim.replay import capture_summary, replay_capture
 
-    results = replay_capture(path, _capture_dialplan(getattr(args, "dialplan", None)),
-                             log=lambda line: print(line, file=sys.stderr))
-    if not results:
-        raise InputError("no call the engine answered in this capture", where=str(path))
-    for result in results:
-        print(json.dumps(capture_summary(result), sort_keys=True))
-        for problem in result.mismatches:
-            print(f"{path}: {result.flow.name}: {problem}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ivr-capture-") as scratch:
+        results = replay_capture(path, _capture_dialplan(getattr(args, "dialplan", None)),
+                                 log=lambda line: print(line, file=sys.stderr),
+                                 audio_dir=Path(scratch) if args.plot else None)
+        if not results:
+            raise InputError("no call the engine answered in this capture", where=str(path))
+        for n, result in enumerate(results, start=1):
+            print(json.dumps(capture_summary(result), sort_keys=True))
+            for problem in result.mismatches:
+                print(f"{path}: {result.flow.name}: {problem}", file=sys.stderr)
+            if args.plot:  # one picture per call: FILE.png, or FILE-2.png ... when the capture has several
+                from ivr.timeline import plot_timeline
+
+                out = Path(args.plot)
+                out = out if len(results) == 1 else out.with_name(f"{out.stem}-{n}{out.suffix}")
+                plot_timeline(result.record, out, folder=Path(result.flow.expect["wire"]["audio_dir"]))
+                print(f"timeline: {out}", file=sys.stderr)
     return 1 if any(not r.ok for r in results) else 0
 
 

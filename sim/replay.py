@@ -800,8 +800,13 @@ def _replayable(call: CapturedCall) -> bool:
 
 
 def replay_capture(path: Path, dialplan: Dialplan, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
-                   log: Callable[[str], None] | None = None) -> list[ReplayResult]:
-    """Every call the engine answered in the capture, rebuilt, replayed and compared with the wire."""
+                   log: Callable[[str], None] | None = None, audio_dir: Path | None = None) -> list[ReplayResult]:
+    """Every call the engine answered in the capture, rebuilt, replayed and compared with the wire.
+
+    With ``audio_dir``, each call's audio as the engine heard it is written like a call folder's
+    (``<audio_dir>/<n>/facility.wav`` from the engine's answer, ``called.wav`` from the family's), for
+    ``ivr.timeline.plot_timeline``; the folder is named in the result's ``expect["wire"]["audio_dir"]``.
+    """
     calls = read_calls(path)
     datagrams = read_datagrams(path)
     results: list[ReplayResult] = []
@@ -810,8 +815,33 @@ def replay_capture(path: Path, dialplan: Dialplan, *, tolerance_s: float = DEFAU
             if log is not None:
                 log(f"{path}: {call.facility.call_id}: not replayed (the engine did not answer this INVITE)")
             continue
-        results.append(replay_call(call, datagrams, dialplan, source=str(path), tolerance_s=tolerance_s))
+        result = replay_call(call, datagrams, dialplan, source=str(path), tolerance_s=tolerance_s)
+        if audio_dir is not None:
+            folder = audio_dir / str(len(results) + 1)
+            write_call_audio(call, folder)
+            result.flow.expect["wire"]["audio_dir"] = str(folder)
+        results.append(result)
     return results
+
+
+def write_call_audio(call: CapturedCall, folder: Path) -> None:
+    """``facility.wav`` from the engine's answer and ``called.wav`` from the family's (8 kHz, 16 bit)."""
+    import wave
+
+    folder.mkdir(parents=True, exist_ok=True)
+    starts: dict[str, float | None] = {"facility": None, "called": None}
+    for f in call.facts:
+        if f.kind == "answered" and starts.get(f.leg, 0.0) is None:
+            starts[f.leg] = f.at_s
+    for leg, pcm in (("facility", call.facility_pcm), ("called", call.called_pcm)):
+        start = starts[leg]
+        if start is None:
+            continue
+        with wave.open(str(folder / f"{leg}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(pcm[round(start * 8000) :].astype("<i2").tobytes())
 
 
 def replay_call(call: CapturedCall, datagrams: list[Datagram], dialplan: Dialplan, *, source: str = "capture",

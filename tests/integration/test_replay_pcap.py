@@ -147,9 +147,10 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
     yield Captured(run, pcap, plan, prompts, records)
 
 
-def _replay(captured: Captured, plan: Path) -> tuple[int, list[dict[str, Any]], str]:
+def _replay(captured: Captured, plan: Path, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
     env = dict(os.environ, IVR_PROMPTS_DIR=str(captured.prompts))
-    result = subprocess.run([sys.executable, "-m", "ivr.cli", "replay", str(captured.pcap), "--dialplan", str(plan)],
+    result = subprocess.run([sys.executable, "-m", "ivr.cli", "replay", str(captured.pcap), "--dialplan", str(plan),
+                             *extra],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     return result.returncode, lines, result.stderr
@@ -161,10 +162,11 @@ def test_engine_calls_were_what_the_capture_must_reproduce(captured: Captured) -
     assert got == [("completed", "DIS-HANGUP"), ("refused", "ACC-2"), ("disconnected", "DIS-HOLD")]
 
 
-def test_capture_replays_to_each_calls_outcome_and_reason(captured: Captured) -> None:
+def test_capture_replays_to_each_calls_outcome_and_reason(captured: Captured, tmp_path: Path) -> None:
     """Issue 6 point 6: ``ivr replay capture.pcap`` gives every call the engine's outcome and reason, the
-    same hung-up legs within the tolerance, and the outcome the signalling implies; exit 0."""
-    code, lines, stderr = _replay(captured, captured.plan)
+    same hung-up legs within the tolerance, and the outcome the signalling implies; exit 0; one
+    timeline picture per call with --plot."""
+    code, lines, stderr = _replay(captured, captured.plan, "--plot", str(tmp_path / "timeline.png"))
     assert code == 0, stderr + "\n" + "\n".join(json.dumps(line) for line in lines)
     by_sip = {line["sip_call_id"]: line for line in lines}
     assert len(by_sip) == len(captured.records) == 3
@@ -174,6 +176,7 @@ def test_capture_replays_to_each_calls_outcome_and_reason(captured: Captured) ->
         assert line["ok"] and not line["mismatches"], line
         assert line["wire"]["outcome"] == record["outcome"], line
         assert set(line["replay_hangups_ms"]) == set(line["wire"]["hangups_ms"]), line
+    assert sorted(p.name for p in tmp_path.glob("timeline-*.png")) == [f"timeline-{n}.png" for n in (1, 2, 3)]
 
 
 def test_capture_replayed_with_another_policy_reports_the_difference(captured: Captured, tmp_path: Path) -> None:
