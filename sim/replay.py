@@ -109,10 +109,12 @@ C = Leg.CALLED
 # load. 0.5 + 0.1 + 0.1 + 0.3 ~ 1.0 s, with margin for a live trunk's network jitter: 1.5 s. A wrong
 # decision is off by far more: a missed digit timeout by digit_timeout_s (several seconds), a missed
 # or extra warning by a whole prompt, a wrong key by a different closing prompt or none.
+# Measured over 20 engine-vs-SIPp calls (every outcome the SIPp harness can make): all hang-ups within
+# 34 ms of the wire, except DIS-MEDIA at 426 ms (the 0.5 s media check).
 DEFAULT_TOLERANCE_S = 1.5
 
 NAME_PHASE_FRACTION = 0.8  # of name_max_ms: quiet this long towards the caller = a name recording
-PROMPT_GAP_MS = 600  # pauses inside a prompt are at most 400 ms (ivr.prompts.texts.Pause.SENTENCE)
+PROMPT_GAP_MS = 600  # quiet inside a shipped prompt: at most 440 ms (Pause.SENTENCE 400 ms + speech edges)
 AUDIBLE = 16  # |sample| above this is prompt audio; the engine's idle frames are digital silence
 TICK_MS = 20
 UNTIMED_HOLD_S = 24 * 3600  # what the machine assumes for an untimed call (ivr.rating.seconds_covered)
@@ -121,7 +123,7 @@ _NO_ANSWER = frozenset({408, 480, 487})
 ASSUMPTIONS: tuple[str, ...] = (
     "roster: caller active (not on the wire)",
     "ledger: number allowed when the engine dialled it; account prepaid; hold authorized for the whole limit",
-    "prompt lengths: rendered from $IVR_PROMPTS_DIR or the shipped prompts (the set the engine plays)",
+    "prompt ends: the earlier of the rendered prompt ($IVR_PROMPTS_DIR or shipped) and the wire's audio",
 )
 
 
