@@ -1,0 +1,131 @@
+"""How fast a recorded 15-minute call replays: the CallMachine over events.jsonl, and the detectors
+re-run over both legs' WAVs (issue 6 goal: the whole call in under 1 s).
+
+    python3 bench/replay.py [--minutes 15]
+
+A call folder is built the way the engine builds one: two 8 kHz legs of turn-taking "speech"
+(band-limited noise bursts with pauses and line hiss), the detectors run over each leg on the
+engine's frame clock to write detections.jsonl, and the journal of a 15-minute accepted call
+(the flow lim1-time-limit-with-warnings) as events.jsonl. Then ``ivr replay``'s two parts are
+timed separately and together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ivr.call.journal import journal_lines
+from ivr.call.machine import CallMachine
+from ivr.detect.bank import BatchedDetectorBank
+from ivr.detect.config import DetectorConfigs
+from ivr.log import configure
+from ivr.replay import check_detections, load_flow, run_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+FS = 8000
+
+
+def conversation(seconds: int, seed: int, talking_first: bool) -> np.ndarray:
+    """Turns of ~2-6 s of speech-like noise (300-3000 Hz) and pauses, over -60 dBm0 hiss."""
+    rng = np.random.default_rng(seed)
+    out = rng.normal(0, 25, seconds * FS)
+    t, talking = 0.0, talking_first
+    while t < seconds:
+        turn = rng.uniform(2, 6)
+        if talking:
+            n = int(min(turn, seconds - t) * FS)
+            burst = np.fft.irfft(np.fft.rfft(rng.normal(0, 1, n)) * _band(n), n)
+            envelope = 0.5 + 0.5 * np.abs(np.sin(np.arange(n) * 2 * np.pi * 4 / FS))  # syllables
+            start = int(t * FS)
+            out[start:start + n] += 2500 * burst / (np.std(burst) + 1e-9) * envelope
+        t += turn
+        talking = not talking
+    return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def _band(n: int) -> np.ndarray:
+    f = np.fft.rfftfreq(n, 1 / FS)
+    return ((f > 300) & (f < 3000)).astype(float)
+
+
+def write_wav(path: Path, pcm: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(FS)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def live_detections(leg: str, pcm: np.ndarray, origin_ms: int, configs: DetectorConfigs) -> list[dict[str, object]]:
+    """What the engine writes to detections.jsonl for one leg (32-row bank, frame clock)."""
+    bank = BatchedDetectorBank(32, configs)
+    bank.reset_row(0, origin_ms)
+    block = np.zeros((32, 160), dtype=np.int16)
+    out: list[dict[str, object]] = []
+    frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
+    for k, frame in enumerate(frames):
+        block[0] = frame
+        for event in bank.feed(block, origin_ms + 20 * k)[0]:
+            entry: dict[str, object] = {"leg": leg, "origin_ms": origin_ms, "frame": k, "kind": type(event).__name__}
+            entry.update(event.to_json())
+            out.append(entry)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=15)
+    args = parser.parse_args()
+    configure(level="ERROR")
+    seconds = args.minutes * 60
+    flow = load_flow(ROOT / "tests" / "data" / "flows" / "lim1-time-limit-with-warnings.jsonl")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        machine = CallMachine(flow.dialplan)
+        for t_ms, event in flow.inputs:
+            machine.handle(event, t_ms / 1000)
+        while not machine.ended and (deadline := machine.next_deadline()) is not None:
+            machine.handle_timer(deadline)
+        (folder / "events.jsonl").write_text("\n".join(journal_lines(machine)) + "\n")
+        (folder / "record.json").write_text(json.dumps(machine.record))
+        configs = flow.dialplan.detectors if isinstance(flow.dialplan.detectors, DetectorConfigs) else DetectorConfigs()
+        legs = {"facility": conversation(seconds, 1, True), "called": conversation(seconds, 2, False)}
+        detections = []
+        for i, (leg, pcm) in enumerate(legs.items()):
+            write_wav(folder / f"{leg}.wav", pcm)
+            detections += live_detections(leg, pcm, 1000 * i, configs)
+        (folder / "detections.jsonl").write_text("\n".join(json.dumps(d, sort_keys=True) for d in detections) + "\n")
+
+        c0 = time.process_time()
+        result = run_flow(load_flow(folder))
+        machine_s = time.process_time() - c0
+        c0 = time.process_time()
+        problems, frames = check_detections(folder, result.flow.dialplan)
+        detect_s = time.process_time() - c0
+    audio_s = frames * 0.02
+    rows = [
+        ("CallMachine over events.jsonl", f"{len(flow.inputs)} inputs", machine_s,
+         "same" if not result.mismatches else "DIFFERENT"),
+        ("detectors over both WAVs", f"{audio_s:.0f} s of audio, {len(detections)} events", detect_s,
+         "same" if not problems else "DIFFERENT"),
+        ("whole replay", f"{seconds} s call", machine_s + detect_s, ""),
+    ]
+    print(f"{'part':<32} {'work':<34} {'cpu s':>8} {'x real time':>12} {'decisions':>10}")
+    for name, work, cpu, same in rows:
+        speed = seconds / cpu if cpu > 0 else float("inf")
+        print(f"{name:<32} {work:<34} {cpu:>8.3f} {speed:>12.0f} {same:>10}")
+    return 0 if not result.mismatches and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
