@@ -430,15 +430,18 @@ class Engine:
         now = self.loop.time()
         try:
             self.detectors.tick(now, self.bank_ms)
+            check_media = self._tick_n % 25 == 0
             for session in list(self.sessions.values()):
+                busy = [io for io in session.legs.values() if io.media is not None
+                        and (io.prompts or session._pending_bridge or _due(io.media.next_deadline(), now))]
+                if not busy and not check_media:
+                    continue  # bridged, no prompt, no RFC 4733 timer: nothing to do (and no log binding)
                 with bind_call(session.call_id):
-                    for io in list(session.legs.values()):
-                        if io.media is None:
-                            continue
+                    for io in busy:
                         session.prompts_finished(io)
-                        for item in io.media.handle_timer(now) if _due(io.media.next_deadline(), now) else []:
+                        for item in io.media.handle_timer(now) if _due(io.media.next_deadline(), now) else []:  # type: ignore[union-attr]
                             session._leg_event(io, item)
-                    if self._tick_n % 25 == 0:
+                    if check_media:
                         self._check_media(session, now)
             if self._tick_n % SWEEP_EVERY_TICKS == 0:
                 self._sweep_holds()

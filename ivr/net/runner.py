@@ -349,7 +349,8 @@ class CallSession:
     def on_frame(self, io: LegIO, samples: npt.NDArray[np.int16], now: float) -> None:
         """This tick's 20 ms of audio received on a leg (before the detectors run)."""
         if io.wav is not None and self.record_audio:
-            io.wav.writeframes(samples.astype("<i2").tobytes())
+            # writeframes() seeks back and rewrites the RIFF header on every call; close() patches it once.
+            io.wav.writeframesraw(samples.astype("<i2").tobytes())
         if io.leg is Leg.FACILITY and self._name_frames is not None:
             self._name_frames.append(samples.copy())
             if now >= self._name_until:

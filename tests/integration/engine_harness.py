@@ -165,8 +165,11 @@ class CalledParty:
       Content-Length: 0"""))
             parts.append('  <recv request="ACK"/>')
             return _xml("called_no_answer", "\n".join(parts).replace("[cseq]", "1"))
+        parts.append('  <label id="answer"/>')
         parts.append(_send(f"      SIP/2.0 200 OK\n{head}\n      Content-Type: application/sdp\n"
                            f"      Content-Length: [len]\n\n{_sdp(self.codecs)}", retrans=True))
+        # A retransmitted INVITE (our 200 was lost or late) is answered with the 200 again (RFC 3261 13.3.1.4).
+        parts.append('  <recv request="INVITE" optional="true" next="answer"/>')
         parts.append('  <recv request="ACK" crlf="true"/>')
         if self.audio is not None:
             parts.append(f'  <nop><action><exec rtp_stream="{self.audio},-1,0"/></action></nop>')
