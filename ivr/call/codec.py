@@ -42,6 +42,8 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any) -> JsonValue:
+    if isinstance(value, str):
+        return value  # str and StrEnum (Leg, KeySource): a StrEnum member is its value as JSON
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if isinstance(value, _SCALARS):
@@ -54,7 +56,7 @@ def _plain(value: Any) -> JsonValue:
 
 
 def to_dict(obj: Any, tag: str) -> dict[str, JsonValue]:
-    """A dataclass instance as ``{tag: ClassName, field: value, ...}``."""
+    """A dataclass instance as ``{tag: ClassName, field: value, ...}`` (the replay's hot path)."""
     cls = type(obj)
     names = _FIELDS.get(cls)
     if names is None:
@@ -62,7 +64,7 @@ def to_dict(obj: Any, tag: str) -> dict[str, JsonValue]:
     out: dict[str, JsonValue] = {tag: cls.__name__}
     for name in names:
         value = getattr(obj, name)
-        out[name] = value if type(value) in _SCALARS else _plain(value)
+        out[name] = value if isinstance(value, str) or type(value) in _SCALARS else _plain(value)
     return out
 
 
