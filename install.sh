@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    espeak-ng sip-tester baresip libspandsp2 sox tcpdump >/dev/null
+    espeak-ng sip-tester baresip libspandsp2 sox tcpdump alsa-utils >/dev/null
 else
   echo "install.sh: no apt-get; install espeak-ng, sipp, baresip, libspandsp2, sox yourself" >&2
 fi
