@@ -397,23 +397,31 @@ def start_engine(workdir: Path, prompts: Path, dialplan: str, *, deposit: str = 
     return run
 
 
+def start_gateway(run: EngineRun, audio: Path, *, hangup_after_ms: int | None = None, number: str = NUMBER,
+                  timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+    """SIPp as the facility gateway calling ``number`` through the engine (stdout+stderr piped)."""
+    assert SIPP is not None
+    (run.workdir / "gateway.xml").write_text(gateway_xml(audio, hangup_after_ms=hangup_after_ms))
+    return subprocess.Popen(
+        [SIPP, "-sf", str(run.workdir / "gateway.xml"), "-i", "127.0.0.1", "-p", str(free_port()), "-mi",
+         "127.0.0.1", "-mp", str(free_even_port()), "-s", number, "-m", "1", "-timeout", str(int(timeout_s)),
+         "-timeout_error", "-nostdin", "-trace_err", f"127.0.0.1:{run.sip_port}"],
+        cwd=run.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def run_call(run: EngineRun, called: CalledParty, *, gateway_audio: Path, hangup_after_ms: int | None = None,
              number: str = NUMBER, timeout_s: float = 60.0) -> tuple[dict[str, Any], str, str]:
     """Place one call: SIPp UAS as the called party, SIPp UAC as the gateway. Returns (record, uas, uac logs)."""
     wd = run.workdir
     (wd / "called.xml").write_text(called.xml())
-    (wd / "gateway.xml").write_text(gateway_xml(gateway_audio, hangup_after_ms=hangup_after_ms))
     assert SIPP is not None
     uas = subprocess.Popen(
         [SIPP, "-sf", str(wd / "called.xml"), "-i", "127.0.0.1", "-p", str(run.trunk_port), "-mi", "127.0.0.1",
          "-mp", str(free_even_port()), "-m", "1", "-timeout", str(int(timeout_s)), "-timeout_error", "-nostdin",
          "-trace_err"], cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(0.3)
-    uac = subprocess.run(
-        [SIPP, "-sf", str(wd / "gateway.xml"), "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1",
-         "-mp", str(free_even_port()), "-s", number, "-m", "1", "-timeout", str(int(timeout_s)), "-timeout_error",
-         "-nostdin", "-trace_err", f"127.0.0.1:{run.sip_port}"],
-        cwd=wd, capture_output=True, timeout=timeout_s + 10)
+    gateway = start_gateway(run, gateway_audio, hangup_after_ms=hangup_after_ms, number=number, timeout_s=timeout_s)
+    gateway_out, _ = gateway.communicate(timeout=timeout_s + 10)
     try:
         uas_out, _ = uas.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -421,5 +429,5 @@ def run_call(run: EngineRun, called: CalledParty, *, gateway_audio: Path, hangup
         uas_out, _ = uas.communicate()
     record = run.wait_record()
     uas_log = f"rc={uas.returncode}\n" + uas_out.decode(errors="replace")[-2000:]
-    uac_log = f"rc={uac.returncode}\n" + uac.stdout.decode(errors="replace")[-2000:]
+    uac_log = f"rc={gateway.returncode}\n" + gateway_out.decode(errors="replace")[-2000:]
     return record, uas_log, uac_log

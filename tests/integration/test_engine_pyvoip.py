@@ -28,12 +28,10 @@ from tests.integration.engine_harness import (
     SIPP,
     EngineRun,
     dialplan_text,
-    free_even_port,
-    free_port,
-    gateway_xml,
     line_noise,
     short_prompts,
     start_engine,
+    start_gateway,
     ulaw_file,
 )
 
@@ -70,13 +68,7 @@ class TrunkThread:
 
 
 def _gateway(run: EngineRun, audio: Path, hangup_after_ms: int | None) -> subprocess.Popen[bytes]:
-    assert SIPP is not None
-    (run.workdir / "gateway.xml").write_text(gateway_xml(audio, hangup_after_ms=hangup_after_ms))
-    return subprocess.Popen(
-        [SIPP, "-sf", str(run.workdir / "gateway.xml"), "-i", "127.0.0.1", "-p", str(free_port()), "-mi",
-         "127.0.0.1", "-mp", str(free_even_port()), "-s", NUMBER, "-m", "1", "-timeout", "45", "-timeout_error",
-         "-nostdin", "-trace_err", f"127.0.0.1:{run.sip_port}"],
-        cwd=run.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return start_gateway(run, audio, hangup_after_ms=hangup_after_ms, timeout_s=45)
 
 
 @pytest.mark.parametrize("ender", ["pyvoip", "gateway"])
