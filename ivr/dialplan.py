@@ -42,6 +42,7 @@ class Facility:
     population: int
     state: str
     languages: tuple[str, ...]
+    timezone: str | None = None  # IANA name: weekday/weekend limits follow the facility's clock (LIM-1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,19 @@ class _Table:
             raise self.fail(unknown[0], "unknown key (misspelt?)")
 
 
+def _timezone(table: _Table) -> str | None:
+    name = table.opt_string("timezone", None)
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.fail("timezone", f"not an IANA time zone (e.g. America/Chicago): {name!r}") from None
+    return name
+
+
 def _key(table: _Table, name: str, default: str | None) -> str | None:
     value = table.opt_string(name, default)
     if value is not None and (len(value) != 1 or value not in DTMF_KEYS):
@@ -318,6 +332,7 @@ def parse_dialplan(data: Mapping[str, Any], source: str, *, as_of: dt.date | Non
         population=fac.integer("population", required=True, lo=1, hi=1_000_000),
         state=fac.string("state", required=True),
         languages=languages,
+        timezone=_timezone(fac),
     )
     fac.finish()
 

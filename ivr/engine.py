@@ -381,7 +381,7 @@ class Engine:
         self.sessions[call_id] = session
         self._sip_legs[event.call_id] = (session, Leg.FACILITY)
         self.stats.calls_started += 1
-        started_at = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        started_at = facility_time(plan).isoformat(timespec="milliseconds")
         with bind_call(call_id, "facility"):
             log.info("call_started", number=number, gateway=event.source[0], facility=plan.facility.id)
             session.feed(ev.CallStarted(call_id, number, started_at, event.inmate_id, event.call_id))
@@ -519,6 +519,16 @@ class Engine:
 
 
 _EVENT_CLASSES = tuple(ev.EVENT_TYPES.values())
+
+
+def facility_time(plan: Dialplan, utc_now: dt.datetime | None = None) -> dt.datetime:
+    """Now at the facility (its ``timezone``; else the engine host's): decides weekday/weekend (LIM-1)."""
+    now = utc_now or dt.datetime.now(dt.UTC)
+    if plan.facility.timezone:
+        from zoneinfo import ZoneInfo
+
+        return now.astimezone(ZoneInfo(plan.facility.timezone))
+    return now.astimezone()
 
 
 def _due(deadline: float | None, now: float) -> bool:

@@ -54,6 +54,7 @@ BAD = [
     ("facility.type", "camp", "facility.type"),
     ("facility.languages", ["en", "fr"], "facility.languages"),
     ("facility.population", 0, "facility.population"),
+    ("facility.timezone", "Mars/Olympus", "facility.timezone"),
     ("keys.accept", "11", "keys.accept"),
     ("keys.refuse", "1", "keys"),
     ("acceptance.attempts", 0, "acceptance.attempts"),
@@ -109,3 +110,17 @@ def test_duplicate_facility_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text(text)
     with pytest.raises(InputError, match="already defined"):
         load_dialplans(tmp_path)
+
+
+def test_weekend_limits_follow_the_facilitys_own_clock() -> None:
+    """LIM-1: Saturday 03:00 UTC is still Friday evening in Chicago: the weekday limit applies."""
+    from ivr.call.machine import is_weekend
+    from ivr.engine import facility_time
+
+    plan = load_dialplan(COUNTY)
+    assert plan.facility.timezone == "America/Chicago"
+    saturday_utc = dt.datetime(2026, 11, 28, 3, 0, tzinfo=dt.UTC)
+    local = facility_time(plan, saturday_utc)
+    assert local.isoformat().startswith("2026-11-27T21:00:00") and local.utcoffset() == dt.timedelta(hours=-6)
+    assert not is_weekend(local.isoformat())
+    assert is_weekend(facility_time(plan, saturday_utc + dt.timedelta(hours=12)).isoformat())
