@@ -164,6 +164,18 @@ class _Table:
             raise self.fail(name, f"must be a table, got {type(value).__name__}")
         return _Table(value, self.where, self.key(name))
 
+    def array(self, name: str, needs: str) -> list[_Table]:
+        """An array of tables (``[[tariff.taxes]]``), each item a table of its own for errors."""
+        value = self._get(name, [], False)
+        if not isinstance(value, list):
+            raise self.fail(name, f"must be an array of tables ([[{self.key(name)}]])")
+        items: list[_Table] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.fail(f"{name}[{i}]", f"must be a table with {needs}")
+            items.append(_Table(item, self.where, f"{self.key(name)}[{i}]"))
+        return items
+
     def string(self, name: str, default: str | None = None, *, required: bool = False) -> str:
         value = self._get(name, default, required)
         if not isinstance(value, str) or not value:
@@ -278,23 +290,11 @@ def _tariff(table: _Table) -> Tariff:
         raise sub.fail("increment", f"must be minute or second, got {increment_name!r}") from None
     currency = sub.string("currency", "USD")
     taxes: list[Tax] = []
-    raw_taxes = sub._get("taxes", [], False)
-    if not isinstance(raw_taxes, list):
-        raise sub.fail("taxes", "must be an array of tables ([[tariff.taxes]])")
-    for i, item in enumerate(raw_taxes):
-        if not isinstance(item, dict):
-            raise sub.fail(f"taxes[{i}]", "must be a table with name and rate_bp")
-        t = _Table(item, sub.where, f"{sub.prefix}.taxes[{i}]")
+    for t in sub.array("taxes", "name and rate_bp"):
         taxes.append(Tax(t.string("name", required=True), t.integer("rate_bp", required=True, hi=10_000)))
         t.finish()
     fees: list[Fee] = []
-    raw_fees = sub._get("fees", [], False)
-    if not isinstance(raw_fees, list):
-        raise sub.fail("fees", "must be an array of tables ([[tariff.fees]])")
-    for i, item in enumerate(raw_fees):
-        if not isinstance(item, dict):
-            raise sub.fail(f"fees[{i}]", "must be a table with name and amount_minor")
-        f = _Table(item, sub.where, f"{sub.prefix}.fees[{i}]")
+    for f in sub.array("fees", "name and amount_minor"):
         fees.append(Fee(f.string("name", required=True), f.integer("amount_minor", required=True, hi=100_000)))
         f.finish()
     sub.finish()
