@@ -415,18 +415,9 @@ class LedgerCore:
         detail: str = "",
     ) -> bool:
         """Put a block or restriction in force; False when it already was (no new row)."""
-        _need_number(number)
         if kind not in rules.BLOCK_KINDS:
             raise InputError(f"unknown block kind {kind!r}")
-        at = rules.utc(at)
-        with self.store.write() as tx:
-            current = rules.active_blocks(
-                rules.BlockRow(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=number)
-            )
-            if (kind, facility_id) in current:
-                return False
-            tx.insert(BlockRecord(None, number, facility_id, kind, "block", reason, who, at, detail))
-            return True
+        return self._change_block("block", number, facility_id, kind, reason, who, at, detail)
 
     def lift_block(
         self,
@@ -439,15 +430,22 @@ class LedgerCore:
         detail: str = "",
     ) -> bool:
         """Lift a block (a new audited row). False when nothing of that kind and scope was in force."""
+        return self._change_block("lift", number, facility_id, kind, reason, who, at, detail)
+
+    def _change_block(
+        self, action: str, number: str, facility_id: str | None, kind: str, reason: str, who: str, at: datetime,
+        detail: str,
+    ) -> bool:
+        """Blocks are never edited: each change is a new row, written only when it changes what is in force."""
         _need_number(number)
         at = rules.utc(at)
         with self.store.write() as tx:
             current = rules.active_blocks(
                 rules.BlockRow(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=number)
             )
-            if (kind, facility_id) not in current:
-                return False
-            tx.insert(BlockRecord(None, number, facility_id, kind, "lift", reason, who, at, detail))
+            if ((kind, facility_id) in current) == (action == "block"):
+                return False  # already blocked / nothing to lift
+            tx.insert(BlockRecord(None, number, facility_id, kind, action, reason, who, at, detail))
             return True
 
     def restrict(self, number: str, kind: str, reason: str, who: str, at: datetime) -> bool:
