@@ -64,9 +64,9 @@ def make_engine(url: str) -> Engine:
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite quirk)
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            _set_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -95,6 +95,23 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _set_wal(cursor: Any, attempts: int = 200) -> None:
+    """Switch a SQLite file to WAL. Several processes opening a new file at once can get "database is
+    locked" here at once, without SQLite's busy handler (the journal-mode change takes an exclusive
+    lock): retry briefly, as the busy timeout would. Measured: 4 of 60 four-way races failed without."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 + 0.001 * attempt)
 
 
 def migrate(engine: Engine) -> tuple[str | None, str | None]:
