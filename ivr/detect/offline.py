@@ -62,7 +62,7 @@ from ivr.detect.tones import NONE, ToneBank
 # Order of the detectors' events within one frame, as BatchedDetectorBank.feed reports them.
 _DTMF, _SILENCE, _TONES, _HOOKFLASH, _NOISE = range(5)
 # Frames per slice where numpy's choice of loop depends on the array size (see _dtmf).
-_CHUNK = 128
+_CHUNK = 256
 
 FramedEvent = tuple[int, DetectorEvent]  # (index of the frame whose feed reported it, event)
 
@@ -111,94 +111,202 @@ def detect_frames(
         raise ValueError(f"expected frames of shape (n, {FRAME_SAMPLES}), got {x.shape}")
     if rows < 1:
         raise ValueError("rows must be at least 1")
-    xf = x.astype(np.float64)
-    n = xf.shape[0]
+    n = x.shape[0]
+    if n == 0:
+        return []  # a fresh bank's flush reports nothing either
     hook = c.hookflash_enabled
+    feats = _features(x, c, rows)
     tagged: list[_Tagged] = []
-    if n == 0 and not flush:
-        return []
     dtmf_by_frame: dict[int, list[DtmfEvent]] = {}
-    if c.dtmf_enabled or hook:
-        dtmf_events = _dtmf(xf, c, rows, flush)
+    if feats.dtmf is not None:
+        dtmf_events = _dtmf(feats.dtmf, c, n, flush)
         for k, e in dtmf_events:
             dtmf_by_frame.setdefault(k, []).append(e)
         if c.dtmf_enabled:
             tagged += [_Tagged(k, _DTMF, i, e) for i, (k, e) in enumerate(dtmf_events)]
-    level = powers_to_dbm0(np.einsum("ij,ij->i", xf, xf) / FRAME_SAMPLES)
     floor = np.empty(0)
     if c.silence_enabled or hook:
-        sil_events, floor = _silence(level, c, flush)
+        sil_events, floor = _silence(feats.level, c, flush)
         if c.silence_enabled:
             tagged += [_Tagged(k, _SILENCE, i, e) for i, (k, e) in enumerate(sil_events)]
     tone_class = tone_since = np.empty(0, dtype=np.int64)
-    if c.tones_enabled or hook:
-        tone_events, tone_class, tone_since = _tones(xf, c, rows, flush, want_state=hook)
+    if feats.tone_class is not None and feats.tone_power is not None:
+        tone_events, tone_class, tone_since = _tones(feats.tone_class, feats.tone_power, c, flush, want_state=hook)
         if c.tones_enabled:
             tagged += [_Tagged(k, _TONES, i, e) for i, (k, e) in enumerate(tone_events)]
-    if hook:
-        flashes = _hookflash(xf, c, floor, tone_class, tone_since, dtmf_by_frame)
+    if feats.sub_level is not None:
+        flashes = _hookflash(feats.sub_level, c, floor, tone_class, tone_since, dtmf_by_frame)
         tagged += [_Tagged(k, _HOOKFLASH, i, e) for i, (k, e) in enumerate(flashes)]
-    if c.noise_enabled:
-        noise_events = _noise(xf, level, c, flush)
+    if feats.flatness is not None:
+        noise_events = _noise(feats.level, feats.flatness, c, flush)
         tagged += [_Tagged(k, _NOISE, i, e) for i, (k, e) in enumerate(noise_events)]
     tagged.sort(key=lambda t: (t.frame, t.detector, t.seq))
     return [(t.frame, t.event) for t in tagged]
 
 
+# -- features of every frame -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _DtmfFeatures:
+    amps: npt.NDArray[np.float64]  # (n, 2, 8): each block's amplitude at the 8 fundamentals
+    energy: npt.NDArray[np.float64]  # (n, 2): each block's energy
+    windows: _WindowResult  # (n, 2): the Q.24 tests of the window ending in each block
+
+
+@dataclass(slots=True)
+class _Features:
+    level: npt.NDArray[np.float64]  # (n,) frame level, dBm0 (silence, noise)
+    dtmf: _DtmfFeatures | None
+    tone_class: npt.NDArray[np.int64] | None
+    tone_power: npt.NDArray[np.float64] | None
+    sub_level: npt.NDArray[np.float64] | None  # (n, 4) 5 ms levels (hookflash)
+    flatness: npt.NDArray[np.float64] | None  # (n,) spectral flatness of loud frames, else 0 (noise)
+
+
+# Frames per segment: features are computed a segment at a time, so a 15-minute leg never holds
+# more than a few MB of intermediate arrays (first touches of fresh memory cost as much as the maths).
+_SEGMENT = 8 * _CHUNK
+
+
+def _features(x: npt.NDArray[np.int16], c: DetectorConfigs, rows: int) -> _Features:
+    n = x.shape[0]
+    hook = c.hookflash_enabled
+    want_dtmf, want_tones = c.dtmf_enabled or hook, c.tones_enabled or hook
+    level = np.empty(n)
+    k = len(_DTMF_FREQS)
+    dtmf_tracker = DtmfBank(1, c.dtmf)
+    tone_tracker = ToneBank(1, c.tones)
+    dtmf = _DtmfFeatures(np.zeros((n, 2, _NF)), np.zeros((n, 2)), _empty_windows(n)) if want_dtmf else None
+    tone_class = np.zeros(n, dtype=np.int64) if want_tones else None
+    tone_power = np.zeros(n) if want_tones else None
+    sub_level = np.empty((n, FRAME_SAMPLES // SUB)) if hook else None
+    flatness = np.zeros(n) if c.noise_enabled else None
+    # The block before the segment (window a of its first window); before the stream: zeros.
+    prev_coeff = np.zeros((1, k), dtype=np.complex128)
+    prev_energy = np.zeros(1)
+    prev_amps = np.zeros((1, _NF))
+    for s0 in range(0, n, _SEGMENT):
+        xs = x[s0 : s0 + _SEGMENT].astype(np.float64)
+        m = xs.shape[0]
+        seg = slice(s0, s0 + m)
+        level[seg] = powers_to_dbm0(np.einsum("ij,ij->i", xs, xs) / FRAME_SAMPLES)
+        if dtmf is not None:
+            blocks = xs.reshape(2 * m, BLOCK)
+            prod = _stacked_product(blocks, _DTMF_BASIS, 2 * rows)
+            coeffs = prod[:, :k] + 1j * prod[:, k:]  # (2m, K), block after block
+            energy = np.einsum("ij,ij->i", blocks, blocks)
+            coeffs3 = coeffs.reshape(m, 2, k)
+            amps = np.concatenate([np.abs(coeffs3[i : i + _CHUNK, :, :_NF]) / (BLOCK / 2) for i in range(0, m, _CHUNK)])
+            # Window w of frame f is (block 2f + w - 1, block 2f + w).
+            xa = np.concatenate([prev_coeff, coeffs[:-1]]).reshape(m, 2, k)
+            ea = np.concatenate([prev_energy, energy[:-1]]).reshape(m, 2)
+            _dtmf_windows(dtmf_tracker, xa, coeffs3, ea, energy.reshape(m, 2), amps, prev_amps, dtmf.windows, s0)
+            dtmf.amps[seg] = amps
+            dtmf.energy[seg] = energy.reshape(m, 2)
+            prev_coeff, prev_energy, prev_amps = coeffs[-1:], energy[-1:], amps[-1, 1:2]
+        if tone_class is not None and tone_power is not None:
+            cls, pw = tone_tracker.classify_fitted(_stacked_product(xs, _TONE_FIT, rows), xs)
+            tone_class[seg] = cls
+            tone_power[seg] = pw
+        if sub_level is not None:
+            sub = xs.reshape(m, -1, SUB)
+            sub_level[seg] = powers_to_dbm0(np.einsum("ijk,ijk->ij", sub, sub) / SUB)
+        if flatness is not None:
+            loud = np.flatnonzero(level[seg] >= c.noise.min_level_dbm0)
+            if len(loud):
+                spec = np.abs(np.fft.rfft(xs[loud] * _HANN, axis=1)[:, _BAND]) ** 2 + 1e-9
+                # rfft of several rows is laid out column-major and numpy then sums each row in
+                # another order; the reference row is alone in its bank's loud rows (C order).
+                spec = np.ascontiguousarray(spec)
+                flatness[s0 + loud] = np.exp(np.mean(np.log(spec), axis=1)) / np.mean(spec, axis=1)
+    return _Features(level, dtmf, tone_class, tone_power, sub_level, flatness)
+
+
+def _empty_windows(n: int) -> _WindowResult:
+    return _WindowResult(
+        np.zeros((n, 2), dtype=bool), np.zeros((n, 2), dtype=np.intp), np.zeros((n, 2), dtype=np.intp),
+        np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2)),
+    )
+
+
+def _dtmf_windows(
+    tracker: DtmfBank,
+    xa: npt.NDArray[np.complex128],
+    xb: npt.NDArray[np.complex128],
+    ea: npt.NDArray[np.float64],
+    eb: npt.NDArray[np.float64],
+    amps: npt.NDArray[np.float64],
+    prev_amps: npt.NDArray[np.float64],
+    out: _WindowResult,
+    offset: int,
+) -> None:
+    """The streaming window tests of a segment's frames, into ``out[offset:]``, computed only
+    for frames where a window can pass them (the others stay invalid).
+
+    Screen (a necessary condition, with a 1 % margin so rounding cannot matter): a window passes
+    only if its strongest row and column bins reach ``min_level_dbm0`` and both blocks carry a
+    quarter of it. ``window_features`` corrects the two blocks' mean amplitude ``amp`` by at most
+    a factor 2 (``corr >= 0.5``), so its power is at most ``2 amp**2``; the blocks' amplitudes are
+    ``amps`` (``prev_amps``: the block before the segment). Silence and most speech fail this
+    and need no window test at all.
+    """
+    m = xb.shape[0]
+    min_power = tracker._min_power
+    blocks = amps.reshape(2 * m, _NF)
+    before = np.concatenate([prev_amps, blocks[:-1]])  # block a of each window
+    upper = 2.0 * ((before + blocks) / 2.0) ** 2
+    both = np.minimum(before, blocks) ** 2 / 2.0 >= min_power * 0.25 * 0.99
+    possible = (
+        (upper[:, :4].max(axis=1) >= min_power * 0.99)
+        & (upper[:, 4:].max(axis=1) >= min_power * 0.99)
+        & both[:, :4].any(axis=1)
+        & both[:, 4:].any(axis=1)
+    ).reshape(m, 2).any(axis=1)
+    rows = np.flatnonzero(possible)
+    # In slices of a bank's size: on strided operands numpy buffers large arrays into contiguous
+    # ones and then multiplies complex numbers with fused multiply-adds, which rounds differently
+    # from the few rows a bank feeds (measured: from ~1,000 rows up). Gathered rows are
+    # contiguous copies laid out as the bank's own stacked arrays.
+    for i in range(0, len(rows), _CHUNK):
+        take = rows[i : i + _CHUNK]
+        part = tracker.window_features(xa[take], xb[take], ea[take], eb[take])
+        for name in _WindowResult.__slots__:
+            getattr(out, name)[offset + take] = getattr(part, name)
+
+
 # -- DTMF ------------------------------------------------------------------------------------------
 
 
-def _dtmf(xf: npt.NDArray[np.float64], c: DetectorConfigs, rows: int, flush: bool) -> list[tuple[int, DtmfEvent]]:
-    n = xf.shape[0]
-    tracker = DtmfBank(1, c.dtmf)  # the streaming receiver's own per-block state machine
+def _dtmf(feats: _DtmfFeatures, c: DetectorConfigs, n: int, flush: bool) -> list[tuple[int, DtmfEvent]]:
+    """DtmfBank's events: its own per-block step, on frames with a valid window or an open run."""
+    tracker = DtmfBank(1, c.dtmf)
     out: list[tuple[int, DtmfEvent]] = []
-    if n:
-        blocks = xf.reshape(2 * n, BLOCK)
-        prod = _stacked_product(blocks, _DTMF_BASIS, 2 * rows)
-        k = len(_DTMF_FREQS)
-        coeffs = prod[:, :k] + 1j * prod[:, k:]  # (2n, K), block after block
-        energy = np.einsum("ij,ij->i", blocks, blocks)
-        # Window w of frame f is (block 2f + w - 1, block 2f + w); before the stream: zeros.
-        prev_c = np.concatenate([np.zeros((1, k), dtype=np.complex128), coeffs[:-1]])
-        prev_e = np.concatenate([np.zeros(1), energy[:-1]])
-        coeffs3 = coeffs.reshape(n, 2, k)
-        energy2 = energy.reshape(n, 2)
-        xa = prev_c.reshape(n, 2, k)
-        ea = prev_e.reshape(n, 2)
-        # In slices of a bank's size: on strided operands numpy buffers large arrays into
-        # contiguous ones and then multiplies complex numbers with fused multiply-adds, which
-        # rounds differently from the few rows a bank feeds (measured: from ~1,000 rows up).
-        parts = [
-            tracker.window_features(xa[s : s + _CHUNK], coeffs3[s : s + _CHUNK], ea[s : s + _CHUNK],
-                                    energy2[s : s + _CHUNK])
-            for s in range(0, n, _CHUNK)
-        ]
-        win = _WindowResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in _WindowResult.__slots__))
-        amps = np.concatenate([np.abs(coeffs3[s : s + _CHUNK, :, :_NF]) / (BLOCK / 2) for s in range(0, n, _CHUNK)])
-        zero_amp = np.zeros(_NF)
-        candidates = np.flatnonzero(win.valid.any(axis=1)).tolist()
-        done = 0  # frames before this one have been walked (or needed no walk)
-        for first in candidates:
-            if first < done:
-                continue
-            f = first
-            while True:
-                hist = [amps[f - 1, 0], amps[f - 1, 1]] if f else [zero_amp, zero_amp]
-                hist += [amps[f, 0], amps[f, 1]]
-                hist_e = [energy2[f - 1, 0], energy2[f - 1, 1]] if f else [0.0, 0.0]
-                hist_e += [energy2[f, 0], energy2[f, 1]]
-                one = _WindowResult(
-                    win.valid[f : f + 1], win.row[f : f + 1], win.col[f : f + 1], win.row_hz[f : f + 1],
-                    win.col_hz[f : f + 1], win.p_row[f : f + 1], win.p_col[f : f + 1], win.ratio[f : f + 1],
-                )
-                events: list[DtmfEvent] = []
-                for w in range(2):
-                    tracker._step(0, 2 * f + w, w, one, hist, hist_e, events)
-                out += [(f, e) for e in events]
-                f += 1
-                if not tracker._runs or f >= n:
-                    break
-            done = f
+    amps, energy2, win = feats.amps, feats.energy, feats.windows
+    zero_amp = np.zeros(_NF)
+    candidates = np.flatnonzero(win.valid.any(axis=1)).tolist()
+    done = 0  # frames before this one have been walked (or needed no walk)
+    for first in candidates:
+        if first < done:
+            continue
+        f = first
+        while True:
+            hist = [amps[f - 1, 0], amps[f - 1, 1]] if f else [zero_amp, zero_amp]
+            hist += [amps[f, 0], amps[f, 1]]
+            hist_e = [energy2[f - 1, 0], energy2[f - 1, 1]] if f else [0.0, 0.0]
+            hist_e += [energy2[f, 0], energy2[f, 1]]
+            one = _WindowResult(
+                win.valid[f : f + 1], win.row[f : f + 1], win.col[f : f + 1], win.row_hz[f : f + 1],
+                win.col_hz[f : f + 1], win.p_row[f : f + 1], win.p_col[f : f + 1], win.ratio[f : f + 1],
+            )
+            events: list[DtmfEvent] = []
+            for w in range(2):
+                tracker._step(0, 2 * f + w, w, one, hist, hist_e, events)
+            out += [(f, e) for e in events]
+            f += 1
+            if not tracker._runs or f >= n:
+                break
+        done = f
     if flush:
         out += [(n, e) for e in tracker.flush(n * FRAME_MS)[0]]
     return out
@@ -308,7 +416,7 @@ def _silence(
 
 
 def _tones(
-    xf: npt.NDArray[np.float64], c: DetectorConfigs, rows: int, flush: bool, want_state: bool
+    cls: npt.NDArray[np.int64], pw: npt.NDArray[np.float64], c: DetectorConfigs, flush: bool, want_state: bool
 ) -> tuple[list[FramedEvent], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """ToneBank's events, walked run by run of the frame classes.
 
@@ -318,9 +426,8 @@ def _tones(
     detector's own. Also returns, per frame, the running class and its start after that frame's
     feed (what the hookflash detector reads), when ``want_state``.
     """
-    n = xf.shape[0]
+    n = len(cls)
     tracker = ToneBank(1, c.tones)
-    cls, pw = tracker.classify_fitted(_stacked_product(xf, _TONE_FIT, rows), xf)
     active = np.zeros(n if want_state else 0, dtype=np.int64)
     since = np.zeros(n if want_state else 0, dtype=np.int64)
     out: list[FramedEvent] = []
@@ -371,7 +478,7 @@ def _tones(
 
 
 def _hookflash(
-    xf: npt.NDArray[np.float64],
+    level: npt.NDArray[np.float64],
     c: DetectorConfigs,
     floor_dbm0: npt.NDArray[np.float64],
     tone_class: npt.NDArray[np.int64],
@@ -380,13 +487,9 @@ def _hookflash(
 ) -> list[FramedEvent]:
     """HookflashBank's walk and corroboration, on the frames its ``feed`` would walk."""
     cfg = c.hookflash
-    n = xf.shape[0]
+    n = level.shape[0]
     out: list[FramedEvent] = []
-    if n == 0:
-        return out
     tracker = HookflashBank(1, cfg)
-    sub = xf.reshape(n, -1, SUB)
-    level = powers_to_dbm0(np.einsum("ijk,ijk->ij", sub, sub) / SUB)
     floor = np.nan_to_num(floor_dbm0, nan=-120.0)
     quiet = level < np.maximum(floor, -75.0)[:, None] + _QUIET_MARGIN_DB
     all_quiet = quiet.all(axis=1)
@@ -431,7 +534,7 @@ def _ring(k: int) -> npt.NDArray[np.intp]:
     return k - (k - j) % _WINDOW
 
 
-def _noise(xf: npt.NDArray[np.float64], level: npt.NDArray[np.float64], c: DetectorConfigs,
+def _noise(level: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], c: DetectorConfigs,
            flush: bool) -> list[FramedEvent]:
     """NoiseBank's events: per-frame static tests vectorised, the ring statistics in slot order.
 
@@ -440,17 +543,9 @@ def _noise(xf: npt.NDArray[np.float64], level: npt.NDArray[np.float64], c: Detec
     so the offline path gathers the same slots in the same order.
     """
     cfg = c.noise
-    n = xf.shape[0]
+    n = level.shape[0]
     out: list[FramedEvent] = []
     loud = level >= cfg.min_level_dbm0
-    flat = np.zeros(n)
-    idx = np.flatnonzero(loud)
-    if len(idx):
-        spec = np.abs(np.fft.rfft(xf[idx] * _HANN, axis=1)[:, _BAND]) ** 2 + 1e-9
-        # rfft of several rows is laid out column-major and numpy then sums each row in another
-        # order; the reference row is alone in its bank's loud rows (one row, C order).
-        spec = np.ascontiguousarray(spec)
-        flat[idx] = np.exp(np.mean(np.log(spec), axis=1)) / np.mean(spec, axis=1)
     static = loud & (flat >= cfg.min_flatness)
     # Static frames in the ring after frame k (frames k-49..k; before the stream: not static).
     csum = np.concatenate([[0], np.cumsum(static)])
