@@ -144,6 +144,14 @@ def detect_frames(
     return [(t.frame, t.event) for t in tagged]
 
 
+def detect_signal(samples: npt.NDArray[np.int16], configs: DetectorConfigs | None = None) -> list[DetectorEvent]:
+    """:func:`ivr.detect.bank.detect_samples` (a DetectorBank over a whole signal, zero-padded to
+    whole frames, then flushed), by the whole-recording path: the same events."""
+    pad = (-len(samples)) % FRAME_SAMPLES
+    pcm = np.concatenate([samples.astype(np.int16), np.zeros(pad, dtype=np.int16)])
+    return [e for _, e in detect_frames(pcm.reshape(-1, FRAME_SAMPLES), configs, rows=1, flush=True)]
+
+
 # -- features of every frame -----------------------------------------------------------------------
 
 
