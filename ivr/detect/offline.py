@@ -6,12 +6,18 @@ frame by frame costs ~0.4 ms of Python and numpy overhead per 20 ms frame, most 
 where nothing can happen. :func:`detect_frames` gives the same events (same types, same frame of
 report, same times and evidence, bit for bit) in three steps:
 
-1. **Features of every frame at once** (numpy): the DTMF Goertzel bank and its window tests, the
-   tone fit and classes, frame and 5 ms sub-block levels, the noise flatness. The matrix products
-   are computed in stacks of ``rows`` frames, the height of the bank being reproduced (32 for the
-   engine's banks, 1 for :class:`~ivr.detect.bank.DetectorBank`): OpenBLAS picks its kernel by
-   the matrix height, and a 1-row, a 32-row and a 45,000-row product round differently in the last
-   bit. Everything after the products is element-wise, so it is the same per row whatever the shape.
+1. **Features of every frame** (numpy, a segment of ~40 s at a time): the DTMF Goertzel bank and
+   its window tests, the tone fit and classes, frame and 5 ms sub-block levels, the noise
+   flatness. The matrix products are computed in stacks of ``rows`` frames, the height of the bank
+   being reproduced (32 for the engine's banks, 1 for :class:`~ivr.detect.bank.DetectorBank`):
+   OpenBLAS picks its kernel by the matrix height, and a 1-row, a 32-row and a 45,000-row product
+   round differently in the last bit (a row's result does not depend on the other rows of its
+   product: the engine relies on that for the legs sharing a bank). After the products the work
+   is row by row, and two places where numpy's loop depends on the array's size or layout are
+   kept as the bank has them: the DTMF window tests multiply strided complex slices, which numpy
+   buffers (and then fuses multiply-adds) only for large arrays, so they run in slices of
+   ``_CHUNK`` frames; ``rfft`` of several rows comes out column-major, and the flatness sums are
+   taken in row order as for the one loud row of the reference.
 2. **The adaptive recursions in scalar Python** where they are not linear: the silence floor
    (falls halfway, rises linearly, clipped) is 45,000 scalar steps per 15 minutes, the same IEEE
    operations in the same order as numpy's per-frame update (numpy does not fuse them). The
@@ -76,11 +82,10 @@ class _Tagged:
 
 
 def _stacked_product(x: npt.NDArray[np.float64], basis: npt.NDArray[np.float64], rows: int) -> npt.NDArray[np.float64]:
-    """``x @ basis`` computed as the streaming bank computes it: in products of ``rows`` rows.
+    """``x @ basis`` with the rounding of a bank of ``rows`` rows: products of ``rows`` rows each.
 
-    ``x`` holds the bank's rows of every frame, frame after frame (``rows`` rows per frame feed
-    when ``rows`` is the per-feed height). A 3-D ``matmul`` runs one BLAS product per stacked
-    matrix, each exactly the shape the streaming bank multiplies.
+    The rows of ``x`` are frames (or blocks, ``rows`` = 2 per frame x the bank's rows); a 3-D
+    ``matmul`` runs one BLAS product per stacked matrix, each of the bank's own height.
     """
     n = x.shape[0]
     pad = (-n) % rows

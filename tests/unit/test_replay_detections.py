@@ -135,3 +135,11 @@ def _frames(path: Path) -> npt.NDArray[np.int16]:
     with wave.open(str(path), "rb") as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     return pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
+
+
+def test_replay_reproduces_the_engines_bank_height() -> None:
+    """The replay rounds like the engine's banks only if it knows their height: keep them in step."""
+    from ivr.engine import DetectorPool
+    from ivr.replay import ENGINE_BANK_ROWS
+
+    assert ENGINE_BANK_ROWS == DetectorPool.ROWS
