@@ -149,8 +149,9 @@ class DtmfBank:
     ) -> _WindowResult:
         """Every Q.24 test of the windows (block a, block b): shapes (rows, 2, K) and (rows, 2).
 
-        Element-wise only, so any number of rows gives each window bit for bit the same result:
-        the offline path (:mod:`ivr.detect.offline`) passes every window of a recording at once.
+        Row by row: each window's result depends on its own row only, so the offline path
+        (:mod:`ivr.detect.offline`) passes a recording's windows a few hundred at a time (past
+        ~1,000 rows numpy buffers the strided complex products and rounds them differently).
         """
         cfg = self.config
         fa = xa[..., :_NF]

@@ -72,8 +72,8 @@ class ToneBank:
     def classify_fitted(
         self, coef: npt.NDArray[np.float64], x: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """:meth:`classify` given the fitted sines ``coef = x @ _FIT`` (element-wise from here on,
-        so the offline path can pass every frame of a recording at once with the same results)."""
+        """:meth:`classify` given the fitted sines ``coef = x @ _FIT`` (row by row from here on, real
+        arithmetic only, so the offline path can pass a recording's frames many at a time)."""
         k = len(FREQS_HZ)
         p = (coef[:, :k] ** 2 + coef[:, k:] ** 2) / 2.0  # power of each fitted sine
         total = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
