@@ -153,7 +153,7 @@ def signals(draw: st.DrawFn) -> npt.NDArray[np.int16]:
     rng = np.random.default_rng(seed)
     parts: list[npt.NDArray[np.float64]] = []
     for _ in range(draw(st.integers(1, 14))):
-        kind = draw(st.sampled_from(["pause", "tone", "key", "click", "noise", "gap"]))
+        kind = draw(st.sampled_from(["pause", "tone", "key", "click", "noise", "gap", "flash", "sit"]))
         ms = draw(st.floats(5, 1500))
         level = draw(st.floats(-70, 0))
         if kind == "pause":
@@ -167,6 +167,14 @@ def signals(draw: st.DrawFn) -> npt.NDArray[np.int16]:
             parts.append(synth.click(min(ms, 60), level, rng))
         elif kind == "noise":
             parts.append(synth.white_noise(ms, level, rng))
+        elif kind == "flash":  # on-hook click, the idle line, off-hook click, then dial tone or a key
+            parts += [synth.silence(draw(st.floats(0, 600))), synth.click(draw(st.floats(5, 35)), level, rng),
+                      synth.white_noise(draw(st.floats(200, 1200)), draw(st.floats(-85, -60)), rng),
+                      synth.click(draw(st.floats(5, 35)), level, rng), synth.silence(draw(st.floats(0, 400)))]
+            parts.append(synth.tone([350.0, 440.0], ms, -13.0) if draw(st.booleans()) else synth.dtmf("3", 80, -10))
+        elif kind == "sit":  # three segments, each of a random length
+            for freq in (913.8, 1370.6, 1776.7):
+                parts.append(synth.tone([freq], draw(st.floats(150, 500)), min(level, -10.0)))
         else:  # a lost packet: one frame's worth of digital silence
             parts.append(np.zeros(160))
     x = np.concatenate(parts)
@@ -190,6 +198,43 @@ def test_offline_equals_streaming_on_generated_signals(pcm: npt.NDArray[np.int16
                                                        rows: int) -> None:
     """Random keys, tones, clicks, static, pauses and lost packets at random levels: same events."""
     assert_same(pcm, cfg, rows, "generated")
+
+
+# Frame-aligned runs: exact one-frame gaps inside a tone, classes back to back, voice runs of
+# exactly min_voice_ms, quiet runs of exactly min_silence_ms: the run-length rules' edges.
+_FRAME_KINDS = {
+    "hiss": lambda rng: synth.white_noise(20, -66, rng),
+    "digital_silence": lambda rng: np.zeros(160),
+    "dial": lambda rng: synth.tone([350.0, 440.0], 20, -13),
+    "ringback": lambda rng: synth.tone([440.0, 480.0], 20, -19),
+    "busy": lambda rng: synth.tone([480.0, 620.0], 20, -20),
+    "call_waiting": lambda rng: synth.tone([440.0], 20, -15),
+    "sit1": lambda rng: synth.tone([913.8], 20, -20),
+    "sit2": lambda rng: synth.tone([1370.6], 20, -20),
+    "sit3": lambda rng: synth.tone([1776.7], 20, -20),
+    "static": lambda rng: synth.white_noise(20, -25, rng),
+    "voice": lambda rng: synth.white_noise(20, -30, rng) * np.hanning(160) * 2,
+    "click": lambda rng: np.concatenate([synth.click(5, -10, rng), np.zeros(120)])[:160],
+    "key_5": lambda rng: synth.dtmf("5", 20, -10),
+    "key_hash": lambda rng: synth.dtmf("#", 20, -10),
+}
+
+
+@st.composite
+def frame_runs(draw: st.DrawFn) -> npt.NDArray[np.int16]:
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    runs = draw(st.lists(st.tuples(st.sampled_from(sorted(_FRAME_KINDS)), st.integers(1, 60)), min_size=1,
+                         max_size=25))
+    frames = [_FRAME_KINDS[kind](rng)[:160] for kind, count in runs for _ in range(count)]
+    return synth.to_pcm16(np.concatenate(frames))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame_runs(), configs(), st.sampled_from([1, 32]))
+def test_offline_equals_streaming_on_frame_aligned_runs(pcm: npt.NDArray[np.int16], cfg: DetectorConfigs,
+                                                        rows: int) -> None:
+    """Runs of whole frames of each tone class, keys, clicks, static, voice and silence: same events."""
+    assert_same(pcm, cfg, rows, "frame runs")
 
 
 @pytest.mark.parametrize("cut", [0, 1, 80, 159])
