@@ -10,6 +10,9 @@ Public API (all sans-I/O, numpy only):
 * :mod:`ivr.detect.bank`: ``BatchedDetectorBank(channels, configs)`` with ``reset_row(row, now_ms)``,
   ``feed(frames[channels, 160], now_ms) -> list[list[event]]`` and ``flush(now_ms)``; the one-leg
   ``DetectorBank``; ``detect_samples(pcm, configs)`` for a whole signal.
+* :mod:`ivr.detect.offline`: ``detect_frames(frames, configs, rows=, flush=)`` and
+  ``detect_signal(pcm, configs)``: a whole recording at once, the streaming bank's events exactly
+  (``ivr replay``, ``ivr detect``).
 * One detector alone: ``DtmfBank``/``DtmfDetector`` (dtmf.py), ``SilenceBank``/``SilenceDetector``,
   ``ToneBank``/``ToneDetector``, ``HookflashBank``, ``NoiseBank``/``NoiseDetector``.
 * :mod:`ivr.detect.synth`: DTMF keys, tones, clicks and noise for simulated phones and tests.

@@ -135,12 +135,25 @@ class DtmfBank:
         self._runs.pop(row, None)
 
     def _windows(self, coeffs: npt.NDArray[np.complex128], energy: npt.NDArray[np.float64]) -> _WindowResult:
-        cfg = self.config
         # Blocks a (earlier) and b (later) of the two windows ending in this frame's blocks.
         xa = np.stack([self._prev_coeffs, coeffs[:, 0]], axis=1)
-        xb = coeffs
         ea = np.stack([self._prev_energy, energy[:, 0]], axis=1)
-        eb = energy
+        return self.window_features(xa, coeffs, ea, energy)
+
+    def window_features(
+        self,
+        xa: npt.NDArray[np.complex128],
+        xb: npt.NDArray[np.complex128],
+        ea: npt.NDArray[np.float64],
+        eb: npt.NDArray[np.float64],
+    ) -> _WindowResult:
+        """Every Q.24 test of the windows (block a, block b): shapes (rows, 2, K) and (rows, 2).
+
+        Row by row: each window's result depends on its own row only, so the offline path
+        (:mod:`ivr.detect.offline`) passes a recording's windows a few hundred at a time (past
+        ~1,000 rows numpy buffers the strided complex products and rounds them differently).
+        """
+        cfg = self.config
         fa = xa[..., :_NF]
         fb = xb[..., :_NF]
         # Frequency offset from the phase advance between the blocks.

@@ -67,7 +67,13 @@ class ToneBank:
 
     def classify(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Per channel: the tone class of the frame and its tone power."""
-        coef = x @ _FIT
+        return self.classify_fitted(x @ _FIT, x)
+
+    def classify_fitted(
+        self, coef: npt.NDArray[np.float64], x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """:meth:`classify` given the fitted sines ``coef = x @ _FIT`` (row by row from here on, real
+        arithmetic only, so the offline path can pass a recording's frames many at a time)."""
         k = len(FREQS_HZ)
         p = (coef[:, :k] ** 2 + coef[:, k:] ** 2) / 2.0  # power of each fitted sine
         total = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
