@@ -37,11 +37,11 @@ from ledger.store import (
     BlockRecord,
     CallRow,
     DepositRow,
-    DuplicateKeyError,
     NoticeRow,
     NumberRow,
     PaymentMethodRow,
     RefundRow,
+    RetryableError,
     Store,
     TransferRow,
     Tx,
@@ -161,11 +161,12 @@ class LedgerCore:
         self.store = store
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """Run a write transaction again when a concurrent one inserted the same key first."""
+        """Run a write transaction again when a concurrent one inserted the same key first (or the
+        store must prepare its statements again: ledger.store.RetryableError)."""
         for _ in range(5):
             try:
                 return fn()
-            except DuplicateKeyError:
+            except RetryableError:
                 continue
         return fn()
 
@@ -277,11 +278,12 @@ class LedgerCore:
                 authorized_at=at,
                 hold_expires_at=rules.hold_timeout(at, decision.allowed_seconds),
             )
-            # The conditional UPDATE of the pending debits, then the hold transfer and the call.
-            if not tx.place_hold(hold, call, require_cover=decision.kind == "prepaid"):
-                # cannot happen under the account lock; refused rather than overdrawn
-                return Refused("BLK-FUNDS", "balance changed during authorization")
-            return _authorized_of(call)
+            # The conditional UPDATE of the pending debits, then the hold transfer and the call;
+            # whether it was covered is known once the transaction has ended (store.Tx.place_hold).
+            placed = tx.place_hold(hold, call, require_cover=decision.kind == "prepaid")
+        if not placed():  # cannot happen under the account lock; refused rather than overdrawn
+            return Refused("BLK-FUNDS", "balance changed during authorization")
+        return _authorized_of(call)
 
     def settle(self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime) -> Settlement:
         return self._retry(lambda: self._settle(call_id, billed_seconds, end_reason, system_drop, at))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -138,8 +138,9 @@ class _MemoryTx:
     def payer_view(self, number: str, call_id: str) -> PayerView:
         return payer_view_steps(self, number, call_id)
 
-    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> bool:
-        return place_hold_steps(self, hold, call, require_cover=require_cover)
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        placed = place_hold_steps(self, hold, call, require_cover=require_cover)
+        return lambda: placed
 
     def resolve_hold(
         self,

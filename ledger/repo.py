@@ -9,8 +9,10 @@ balance change is a conditional UPDATE (DESIGN.md section 6); SQLite write trans
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import BigInteger, Boolean, Connection, Engine, Integer, Table, create_engine, event, text
 
 from ledger import models
 from ledger.store import (
@@ -37,6 +39,7 @@ from ledger.store import (
     R,
     RefundRow,
     Row,
+    StatementsLostError,
     TransferRow,
     payer_view_steps,
     place_hold_steps,
@@ -54,6 +57,8 @@ TABLES: dict[type[Any], Table] = {
     RefundRow: models.Refund.__table__,  # type: ignore[dict-item]
     NoticeRow: models.Notice.__table__,  # type: ignore[dict-item]
 }
+
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE (libpq PQTRANS_IDLE)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///ivr.db"
@@ -159,6 +164,10 @@ class _Dialect:
             kind: {c.name for c in t.columns if isinstance(c.type, models.UTCDateTime)} for kind, t in TABLES.items()
         }
         self.bools = {kind: {c.name for c in t.columns if c.type.python_type is bool} for kind, t in TABLES.items()}
+        # Positions of the columns row() converts; the rows' fields are the columns, in order
+        # (tests/ledger/test_ledger_schema.py), so a row is built positionally.
+        self.time_at = {k: tuple(i for i, n in enumerate(self.columns[k]) if n in self.times[k]) for k in TABLES}
+        self.bool_at = {k: tuple(i for i, n in enumerate(self.columns[k]) if n in self.bools[k]) for k in TABLES}
         self.get = {kind: self._select(kind, [KEYS[kind]]) for kind in TABLES}
         self.find: dict[tuple[type[Any], tuple[str, ...]], str] = {}
         self.insert: dict[tuple[type[Any], bool], str] = {}
@@ -218,6 +227,31 @@ class _Dialect:
         )
         self.place_hold_uncovered = self.place_hold.replace(self.balance_covered, self.balance, 1)
         self.resolve: dict[tuple[int, bool, tuple[str, ...]], str] = {}
+        self._prepared: dict[str, _Prepared] = {}
+        # SQL types of the parameters of the prepared statements, by parameter name.
+        self.param_types: dict[str, str] = {"k": "text", "dpe": "bigint", "dpo": "bigint", "cpo": "bigint"}
+        self.param_types.update({"seen": "timestamp", "call": "text", "w_call_id": "text"})
+        self.column_types = {kind: {c.name: _sql_type(c.type) for c in t.columns} for kind, t in TABLES.items()}
+
+    def prepared(self, sql: str) -> _Prepared:
+        """``sql`` as a named prepared statement (one name per statement text)."""
+        stmt = self._prepared.get(sql)
+        if stmt is None:
+            stmt = self._prepared[sql] = _Prepared(f"ivr_ledger_{len(self._prepared)}", sql, self.param_type)
+        return stmt
+
+    def param_type(self, name: str) -> str:
+        """The SQL type of a hot statement's parameter, from its name: a fixed one, ``t_``/``t<i>_`` +
+        a transfers column, ``c_``/``v_`` + a calls column."""
+        if name in self.param_types:
+            return self.param_types[name]
+        transfer = re.fullmatch(r"t\d*_(\w+)", name)
+        if transfer and transfer.group(1) in self.column_types[TransferRow]:
+            return self.column_types[TransferRow][transfer.group(1)]
+        call = re.fullmatch(r"[cv]_(\w+)", name)
+        if call and call.group(1) in self.column_types[CallRow]:
+            return self.column_types[CallRow][call.group(1)]
+        raise KeyError(f"no SQL type for parameter {name!r}")
 
     def resolve_sql(self, transfers: int, touch: bool, fields: tuple[str, ...]) -> str:
         """Settle/void in one statement: the counters, ``transfers`` rows, the call's row."""
@@ -279,18 +313,42 @@ class _Dialect:
         return value
 
     def row(self, kind: type[R], values: Any) -> R:
-        names = self.columns[kind]
-        times, bools = self.times[kind], self.bools[kind]
-        out: dict[str, Any] = {}
-        for name, value in zip(names, values, strict=True):
-            if value is not None and name in times:
+        """A database row -> the frozen row type: times come back aware UTC, SQLite's 0/1 as bool."""
+        out = list(values)
+        if len(out) != len(self.columns[kind]):
+            raise ValueError(f"{kind.__name__}: {len(out)} values for {len(self.columns[kind])} columns")
+        for i in self.time_at[kind]:
+            value = out[i]
+            if value is not None:
                 if isinstance(value, str):
                     value = datetime.fromisoformat(value)
-                value = value.replace(tzinfo=UTC)
-            elif value is not None and name in bools:
-                value = bool(value)
-            out[name] = value
-        return kind(**out)
+                out[i] = value.replace(tzinfo=UTC)
+        for i in self.bool_at[kind]:
+            if out[i] is not None:
+                out[i] = bool(out[i])
+        return kind(*out)
+
+    def values(self, prefix: str, row: Row) -> dict[str, Any]:
+        """A row's columns as named, bound parameters (``prefix`` + column name)."""
+        kind = type(row)
+        times = self.times[kind]
+        return {
+            prefix + n: (self.bind(v) if n in times else v)
+            for n, v in zip(self.columns[kind], (getattr(row, n) for n in self.columns[kind]), strict=True)
+        }
+
+
+def _sql_type(column_type: Any) -> str:
+    """The PostgreSQL type of a prepared statement's parameter for a column of this type."""
+    if isinstance(column_type, models.UTCDateTime):
+        return "timestamp"
+    if isinstance(column_type, Boolean):
+        return "boolean"
+    if isinstance(column_type, BigInteger):
+        return "bigint"
+    if isinstance(column_type, Integer):
+        return "integer"
+    return "text"
 
 
 _DIALECTS: dict[str, _Dialect] = {}
@@ -311,8 +369,13 @@ class _SqlTx:
         self.cursor = raw.cursor()
         self.integrity_error = integrity_error
 
+    def _before(self) -> None:
+        """Called before a statement runs on ``cursor`` (PostgreSQL: BEGIN and queued writes first)."""
+
     def _run(self, sql: str, params: dict[str, Any]) -> Any:
-        self.cursor.execute(sql, {k: self.d.bind(v) for k, v in params.items()})
+        self._before()
+        bind = self.d.bind
+        self.cursor.execute(sql, {k: bind(v) if isinstance(v, datetime) else v for k, v in params.items()})
         return self.cursor
 
     def get(self, table: type[R], key: str | int) -> R | None:
@@ -336,6 +399,7 @@ class _SqlTx:
         with_key = getattr(rows[0], key) is not None  # None: the database numbers it
         names = [n for n in self.d.columns[kind] if with_key or n != key]
         params = [{n: self.d.bind(getattr(row, n)) for n in names} for row in rows]
+        self._before()
         try:
             # No savepoint: a duplicate aborts the whole transaction, and the caller retries it whole.
             sql = self.d.insert_sql(kind, with_key)
@@ -397,27 +461,11 @@ class _SqlTx:
         return [str(r[0]) for r in self._run(self.d.expired_holds, {"now": now}).fetchall()]
 
     def payer_view(self, number: str, call_id: str) -> PayerView:
-        if not self.d.postgres:
-            return payer_view_steps(self, number, call_id)
-        found = self._run(self.d.payer_view, {"k": number}).fetchone()
-        if found is None:  # not a prepaid number: its blocks alone (a collect payer is looked up next)
-            blocks = tuple((r.kind, r.facility_id, r.action) for r in self.find(BlockRecord, number=number))
-            return PayerView(blocks, None, self.get(CallRow, call_id))
-        *account, block_rows = found
-        blocks = tuple((kind, facility, action) for kind, facility, action in block_rows or ())
-        return PayerView(blocks, self.d.row(AccountRow, account), self.get(CallRow, call_id))
+        return payer_view_steps(self, number, call_id)
 
-    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> bool:
-        if not self.d.postgres:
-            return place_hold_steps(self, hold, call, require_cover=require_cover)
-        params: dict[str, Any] = {"k": hold.debit_account_id, "dpe": hold.amount_minor, "dpo": 0, "cpo": 0}
-        params.update({f"t_{n}": getattr(hold, n) for n in self.d.columns[TransferRow]})
-        params.update({f"c_{n}": getattr(call, n) for n in self.d.columns[CallRow]})
-        sql = self.d.place_hold if require_cover else self.d.place_hold_uncovered
-        try:
-            return int(self._run(sql, params).rowcount) == 1
-        except self.integrity_error as exc:
-            raise DuplicateKeyError(str(exc)) from exc
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        placed = place_hold_steps(self, hold, call, require_cover=require_cover)
+        return lambda: placed
 
     def resolve_hold(
         self,
@@ -430,32 +478,179 @@ class _SqlTx:
         last_activity_at: datetime | None,
         **call_fields: Any,
     ) -> None:
-        if not self.d.postgres:
-            resolve_hold_steps(
-                self,
-                call_id,
-                account_id,
-                transfers,
-                debits_pending=debits_pending,
-                debits_posted=debits_posted,
-                last_activity_at=last_activity_at,
-                **call_fields,
-            )
-            return
-        fields = tuple(sorted(call_fields))
-        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
-        if last_activity_at is not None:
-            params["seen"] = last_activity_at
-        names = self.d.columns[TransferRow]
-        for index, row in enumerate(transfers):
-            params.update({f"t{index}_{n}": getattr(row, n) for n in names})
-        params.update({f"v_{n}": call_fields[n] for n in fields})
-        params["call"] = call_id
-        sql = self.d.resolve_sql(len(transfers), last_activity_at is not None, fields)
+        resolve_hold_steps(
+            self,
+            call_id,
+            account_id,
+            transfers,
+            debits_pending=debits_pending,
+            debits_posted=debits_posted,
+            last_activity_at=last_activity_at,
+            **call_fields,
+        )
+
+
+class _Prepared:
+    """A hot statement as a server-side prepared statement (SQL PREPARE, once per connection), run by
+    ``EXECUTE name(literals)`` inside a multi-statement simple query (PostgreSQL 15 manual, 55.2.2):
+    BEGIN, the statements and COMMIT then share round trips, and the server still plans once."""
+
+    def __init__(self, name: str, sql: str, type_of: Callable[[str], str]) -> None:
+        self.name = name
+        self.params: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            param = match.group(1)
+            if param not in self.params:
+                self.params.append(param)
+            return f"${self.params.index(param) + 1}"
+
+        body = re.sub(r"%\((\w+)\)s", number, sql)
+        self.prepare = f"PREPARE {name} ({', '.join(type_of(p) for p in self.params)}) AS {body}"
+        self.execute = f"EXECUTE {name} ({', '.join('%s' for _ in self.params)})" if self.params else f"EXECUTE {name}"
+
+    def values(self, params: dict[str, Any]) -> list[Any]:
+        return [params[p] for p in self.params]
+
+
+class _PgTx(_SqlTx):
+    """A PostgreSQL transaction in as few round trips as the statements allow (psycopg in autocommit
+    mode; we send BEGIN and COMMIT). The hot steps are prepared statements sent as one simple query
+    each with the BEGIN before them or the COMMIT after them: authorize is [BEGIN; account lock with
+    its blocks; the call] then [hold; COMMIT], settle [BEGIN; call lock] then [post...; COMMIT]:
+    4 round trips a cycle instead of 9. Writes whose result nobody waits for are queued and go with
+    the next round trip; every other statement runs as before (extended protocol, bound parameters)
+    after them."""
+
+    def __init__(self, raw: Any, dialect: _Dialect, integrity_error: type[Exception], prepared: set[str]) -> None:
+        super().__init__(raw, dialect, integrity_error)
+        import psycopg
+
+        self.raw = raw
+        self.client = psycopg.ClientCursor(raw)  # literals bound client-side: one string, many statements
+        self.prepared = prepared  # names PREPAREd on this connection (they outlive transactions)
+        self.begun = False
+        self.pending: list[tuple[str, list[Any], list[int] | None]] = []  # queued writes (+ rowcount slot)
+
+    def _statement(self, sql: str) -> _Prepared:
+        stmt = self.d.prepared(sql)
+        if stmt.name not in self.prepared:
+            import psycopg
+
+            try:
+                self.cursor.execute(stmt.prepare)  # PREPARE is not transactional: it survives a ROLLBACK
+            except psycopg.errors.DuplicatePreparedStatement as exc:  # prepared by a run that failed later
+                self.prepared.add(stmt.name)
+                if self.begun:  # the error ended our transaction: run it again
+                    raise StatementsLostError(str(exc)) from exc
+            self.prepared.add(stmt.name)
+        return stmt
+
+    def _send(self, tail: list[tuple[str, list[Any]]]) -> Any:
+        """One round trip: BEGIN (first time), the queued writes, ``tail``; the cursor is left at the
+        first result of ``tail``."""
+        texts: list[str] = []
+        values: list[Any] = []
+        slots: list[list[int] | None] = []
+        if not self.begun:
+            texts.append("BEGIN")
+            slots.append(None)
+        for sql, vals, slot in self.pending:
+            texts.append(sql)
+            values.extend(vals)
+            slots.append(slot)
+        for sql, vals in tail:
+            texts.append(sql)
+            values.extend(vals)
+        if not texts:
+            return self.client
+        self.pending = []
+        self.begun = True
+        import psycopg
+
         try:
-            self._run(sql, params)
+            self.client.execute("; ".join(texts), values)
         except self.integrity_error as exc:
             raise DuplicateKeyError(str(exc)) from exc
+        except psycopg.errors.InvalidSqlStatementName as exc:  # someone's ROLLBACK made psycopg DEALLOCATE ALL
+            self.prepared.clear()
+            raise StatementsLostError(str(exc)) from exc
+        for slot in slots:
+            if slot is not None:
+                slot.append(int(self.client.rowcount))
+            self.client.nextset()
+        return self.client
+
+    def _before(self) -> None:
+        if not self.begun or self.pending:
+            self._send([])
+
+    def commit(self) -> None:
+        if self.begun or self.pending:
+            self._send([("COMMIT", [])])
+
+    def rollback(self) -> None:
+        """ROLLBACK on libpq directly: through a cursor, psycopg would DEALLOCATE ALL afterwards
+        (psycopg 3.3 _preparing.py, a precaution for DROP/ALTER), our statements with its own."""
+        if self.raw.pgconn.transaction_status != _PG_IDLE:
+            self.raw.pgconn.exec_(b"ROLLBACK")
+
+    def payer_view(self, number: str, call_id: str) -> PayerView:
+        view, get = self._statement(self.d.payer_view), self._statement(self.d.get[CallRow])
+        cur = self._send([(view.execute, [number]), (get.execute, [call_id])])
+        found = cur.fetchone()
+        cur.nextset()
+        existing = cur.fetchone()
+        call = None if existing is None else self.d.row(CallRow, existing)
+        if found is None:  # not a prepaid number: its blocks alone (a collect payer is looked up next)
+            blocks = tuple((r.kind, r.facility_id, r.action) for r in self.find(BlockRecord, number=number))
+            return PayerView(blocks, None, call)
+        *account, block_rows = found
+        blocks = tuple((kind, facility, action) for kind, facility, action in block_rows or ())
+        return PayerView(blocks, self.d.row(AccountRow, account), call)
+
+    def lock_call(self, call_id: str) -> CallRow | None:
+        cur = self._send([(self._statement(self.d.lock_call).execute, [call_id])])
+        found = cur.fetchone()
+        return None if found is None else self.d.row(CallRow, found)
+
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        params: dict[str, Any] = {"k": hold.debit_account_id, "dpe": hold.amount_minor, "dpo": 0, "cpo": 0}
+        params.update(self.d.values("t_", hold))
+        params.update(self.d.values("c_", call))
+        stmt = self._statement(self.d.place_hold if require_cover else self.d.place_hold_uncovered)
+        slot: list[int] = []
+        self.pending.append((stmt.execute, stmt.values(params), slot))  # goes with the COMMIT
+
+        def placed() -> bool:
+            if not slot:
+                self._send([])
+            return slot[0] == 1
+
+        return placed
+
+    def resolve_hold(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> None:
+        fields = tuple(sorted(call_fields))
+        bind = self.d.bind
+        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
+        if last_activity_at is not None:
+            params["seen"] = bind(last_activity_at)
+        for index, row in enumerate(transfers):
+            params.update(self.d.values(f"t{index}_", row))
+        params.update({f"v_{n}": bind(v) if isinstance(v, datetime) else v for n, v in call_fields.items()})
+        params["call"] = call_id
+        stmt = self._statement(self.d.resolve_sql(len(transfers), last_activity_at is not None, fields))
+        self.pending.append((stmt.execute, stmt.values(params), None))  # goes with the COMMIT
 
 
 class SqlStore:
@@ -469,6 +664,8 @@ class SqlStore:
         # one process (the engine's ledger calls) queue on this lock instead, in order and awake.
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._integrity_error: type[Exception] = self.engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
+        # Per psycopg connection: the ledger statements PREPAREd on it (they last as long as it does).
+        self._prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         if auto_migrate:
             migrate(self.engine)
 
@@ -497,24 +694,34 @@ class SqlStore:
 
     @contextmanager
     def _pg_transaction(self) -> Iterator[_SqlTx]:
-        """A transaction straight on the pooled psycopg connection: psycopg sends BEGIN with the first
-        statement, we COMMIT (or ROLLBACK on any exception). SQLAlchemy's Connection costs ~100 us
-        of CPU per transaction on top of that (measured by bench/ledger.py's profile), and CPU,
-        client and server on 2 cores, is what limits the cycle."""
+        """A transaction straight on the pooled psycopg connection, put in autocommit mode so that
+        psycopg sends no BEGIN of its own (``_PgTx`` sends BEGIN and COMMIT with its statements);
+        back in the pool it is as SQLAlchemy left it. SQLAlchemy's Connection would cost ~100 us of
+        CPU per transaction on top, and CPU, client and server sharing 2 cores, limits the cycle."""
         fairy = self.engine.raw_connection()
         raw = fairy.driver_connection
         assert raw is not None
         try:
+            raw.autocommit = True
+            prepared = self._prepared.get(raw)
+            if prepared is None:
+                prepared = self._prepared[raw] = set()
+            tx = _PgTx(raw, self.dialect, self._integrity_error, prepared)
             try:
-                yield _SqlTx(raw, self.dialect, self._integrity_error)
+                yield tx
             except BaseException:
                 if not raw.closed:
-                    raw.rollback()
+                    tx.rollback()
                 raise
-            raw.commit()
+            tx.commit()
+            raw.autocommit = False
         except BaseException:
             if raw.closed or raw.broken:
                 fairy.invalidate()  # a dead connection does not go back to the pool
+            else:
+                if raw.pgconn.transaction_status != _PG_IDLE:
+                    raw.pgconn.exec_(b"ROLLBACK")  # the COMMIT string failed half-way: leave nothing open
+                raw.autocommit = False
             raise
         finally:
             fairy.close()  # back to the pool (its reset-on-return ROLLBACK is skipped when idle)

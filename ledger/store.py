@@ -7,6 +7,7 @@ Row field names are the SQL column names (ledger.models).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -196,8 +197,17 @@ class PayerView:
     call: CallRow | None  # the call if already authorized, read after the account lock
 
 
-class DuplicateKeyError(Exception):
+class RetryableError(Exception):
+    """The transaction was rolled back for a reason a fresh run of it resolves."""
+
+
+class DuplicateKeyError(RetryableError):
     """An insert hit an existing primary or unique key (a concurrent retry got there first)."""
+
+
+class StatementsLostError(RetryableError):
+    """The connection lost the store's prepared statements (any ROLLBACK through psycopg makes it
+    DEALLOCATE ALL); the store prepares them again on the next run."""
 
 
 class Tx(Protocol):
@@ -271,9 +281,11 @@ class Tx(Protocol):
         """The block rows of ``number``, then its prepaid account locked, then the call ``call_id``."""
         ...
 
-    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> bool:
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
         """Add ``hold`` to its debit account's pending debits (conditionally, as ``apply_balance``) and
-        only then insert the hold transfer and the call; False (nothing written) when not covered."""
+        only then insert the hold transfer and the call. The answer, False when not covered (nothing
+        written), is asked once the transaction has ended: PostgreSQL sends the statement with the
+        COMMIT (both write nothing else when it is False)."""
         ...
 
     def resolve_hold(
