@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -350,9 +349,9 @@ def _dialect(name: str) -> _Dialect:
 class _SqlTx:
     """One transaction on a DBAPI connection (the store begins and ends it)."""
 
-    def __init__(self, raw: Any, dialect: _Dialect, integrity_error: type[Exception]) -> None:
+    def __init__(self, cursor: Any, dialect: _Dialect, integrity_error: type[Exception]) -> None:
         self.d = dialect
-        self.cursor = raw.cursor()
+        self.cursor = cursor
         self.integrity_error = integrity_error
 
     def _before(self) -> None:
@@ -499,6 +498,19 @@ class _Prepared:
         return [params[p] for p in self.params]
 
 
+class _PgSession:
+    """What the ledger keeps per psycopg connection (in SQLAlchemy's ``info`` of the pooled
+    connection, which lives and dies with it): its cursors and the statements PREPAREd on it."""
+
+    def __init__(self, raw: Any) -> None:
+        import psycopg
+
+        self.raw = raw
+        self.cursor = raw.cursor()  # bound parameters, extended protocol
+        self.client = psycopg.ClientCursor(raw)  # literals bound client-side: one string, many statements
+        self.prepared: set[str] = set()  # they outlive transactions, not the connection
+
+
 class _PgTx(_SqlTx):
     """A PostgreSQL transaction in as few round trips as the statements allow (psycopg in autocommit
     mode; we send BEGIN and COMMIT). The hot steps are prepared statements sent as one simple query
@@ -508,13 +520,11 @@ class _PgTx(_SqlTx):
     the next round trip; every other statement runs as before (extended protocol, bound parameters)
     after them."""
 
-    def __init__(self, raw: Any, dialect: _Dialect, integrity_error: type[Exception], prepared: set[str]) -> None:
-        super().__init__(raw, dialect, integrity_error)
-        import psycopg
-
-        self.raw = raw
-        self.client = psycopg.ClientCursor(raw)  # literals bound client-side: one string, many statements
-        self.prepared = prepared  # names PREPAREd on this connection (they outlive transactions)
+    def __init__(self, session: _PgSession, dialect: _Dialect, integrity_error: type[Exception]) -> None:
+        super().__init__(session.cursor, dialect, integrity_error)
+        self.raw = session.raw
+        self.client = session.client
+        self.prepared = session.prepared
         self.begun = False
         self.pending: list[tuple[str, list[Any], list[int] | None]] = []  # queued writes (+ rowcount slot)
 
@@ -646,8 +656,6 @@ class SqlStore:
         # one process (the engine's ledger calls) queue on this lock instead, in order and awake.
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._integrity_error: type[Exception] = self.engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
-        # Per psycopg connection: the ledger statements PREPAREd on it (they last as long as it does).
-        self._prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         if auto_migrate:
             migrate(self.engine)
 
@@ -672,7 +680,7 @@ class SqlStore:
     def _sqlite_tx(self, conn: Connection) -> _SqlTx:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        return _SqlTx(raw, self.dialect, self._integrity_error)
+        return _SqlTx(raw.cursor(), self.dialect, self._integrity_error)
 
     @contextmanager
     def _pg_transaction(self) -> Iterator[_SqlTx]:
@@ -685,10 +693,10 @@ class SqlStore:
         assert raw is not None
         try:
             raw.autocommit = True
-            prepared = self._prepared.get(raw)
-            if prepared is None:
-                prepared = self._prepared[raw] = set()
-            tx = _PgTx(raw, self.dialect, self._integrity_error, prepared)
+            session = fairy.info.get("ivr_ledger")
+            if session is None or session.raw is not raw:
+                session = fairy.info["ivr_ledger"] = _PgSession(raw)
+            tx = _PgTx(session, self.dialect, self._integrity_error)
             try:
                 yield tx
             except BaseException:
