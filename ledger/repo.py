@@ -265,16 +265,15 @@ class _Dialect:
         return sql
 
     def json(self, value: Any) -> str:
-        """Rows or fields as one JSON parameter: times as naive UTC ISO 8601 (``bind``)."""
-        return json.dumps(value, default=self._json_default, separators=(",", ":"))
+        """Rows or fields (from ``fields``) as one JSON parameter."""
+        return json.dumps(value, separators=(",", ":"))
 
-    def _json_default(self, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return self.bind(value).isoformat()
-        raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-    def fields(self, row: Row) -> dict[str, Any]:
-        return {n: getattr(row, n) for n in self.columns[type(row)]}
+    def fields(self, row: Row | dict[str, Any]) -> dict[str, Any]:
+        """A row's columns (or some of a call's, by name) for ``json``: times as naive UTC ISO 8601."""
+        bind = self.bind
+        names = list(row) if isinstance(row, dict) else self.columns[type(row)]
+        values = row.values() if isinstance(row, dict) else (getattr(row, n) for n in names)
+        return {n: bind(v).isoformat() if isinstance(v, datetime) else v for n, v in zip(names, values, strict=True)}
 
     def p(self, name: str) -> str:
         return f"%({name})s" if self.postgres else f":{name}"
@@ -640,7 +639,8 @@ class _PgTx(_SqlTx):
         params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
         if last_activity_at is not None:
             params["seen"] = d.bind(last_activity_at)
-        params.update(rows=d.json([d.fields(row) for row in transfers]), fields=d.json(call_fields), call=call_id)
+        rows = d.json([d.fields(row) for row in transfers])
+        params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
         stmt = self._statement(d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields))))
         self.pending.append((stmt.execute, stmt.values(params), None))  # goes with the COMMIT
 
