@@ -1,10 +1,15 @@
 """The only module of the ledger that runs SQL: :class:`SqlStore` implements ``ledger.store.Store``.
 
-Plain SQL generated once from the tables of ``ledger.models``, run on the driver's cursor inside
-SQLAlchemy-managed transactions (engine, pool, migrations stay SQLAlchemy/Alembic). Concurrency:
-PostgreSQL locks the account row (``SELECT ... FOR UPDATE``) for the whole transaction and the
-balance change is a conditional UPDATE (DESIGN.md section 6); SQLite write transactions start with
-``BEGIN IMMEDIATE`` (one writer at a time, readers in WAL mode never block).
+Plain SQL generated once from the tables of ``ledger.models``, run on the driver's cursor (engine,
+pool, migrations stay SQLAlchemy/Alembic). Concurrency: PostgreSQL locks the account row
+(``SELECT ... FOR UPDATE``) for the whole transaction and the balance change is a conditional
+UPDATE (DESIGN.md section 6); SQLite write transactions start with ``BEGIN IMMEDIATE`` (one writer
+at a time, readers in WAL mode never block).
+
+PostgreSQL's hot path (issue 5's benchmark goal): authorize and settle each take two round trips,
+[BEGIN; the reads under the lock] then [the writes; COMMIT], as prepared statements in one simple
+query (``_PgTx``); SQLite and memory run the same steps one primitive call at a time
+(``ledger.store.*_steps``), and every backend test runs on all three.
 """
 
 from __future__ import annotations
@@ -151,9 +156,9 @@ _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text forma
 class _Dialect:
     """Plain SQL text for every statement of the hot path, generated once from ``ledger.models``.
 
-    Executed on the DBAPI cursor of the SQLAlchemy connection (same transaction): SQLAlchemy's
-    per-statement execution costs ~220 us of CPU against ~40 us for the driver (measured on the
-    machine of bench/ledger.py), and CPU was the limit of the authorize+settle cycle.
+    Executed on the DBAPI cursor (SQLite: of the SQLAlchemy connection; PostgreSQL: of the pooled
+    psycopg connection): SQLAlchemy's per-statement execution costs ~220 us of CPU against ~40 us
+    for the driver (measured on the machine of bench/ledger.py), and CPU limits the cycle.
     """
 
     def __init__(self, name: str) -> None:
