@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
@@ -37,11 +37,11 @@ from ledger.store import (
     BlockRecord,
     CallRow,
     DepositRow,
-    DuplicateKeyError,
     NoticeRow,
     NumberRow,
     PaymentMethodRow,
     RefundRow,
+    RetryableError,
     Store,
     TransferRow,
     Tx,
@@ -161,21 +161,32 @@ class LedgerCore:
         self.store = store
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """Run a write transaction again when a concurrent one inserted the same key first."""
+        """Run a write transaction again when a concurrent one inserted the same key first (or the
+        store must prepare its statements again: ledger.store.RetryableError)."""
         for _ in range(5):
             try:
                 return fn()
-            except DuplicateKeyError:
+            except RetryableError:
                 continue
         return fn()
 
     # ------------------------------------------------------------------ the engine's port
 
-    def _snapshot(self, tx: Tx, facts: CallFacts, at: datetime, lock: bool) -> rules.Snapshot:
-        blocks = rules.active_blocks(
-            rules.BlockRow(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=facts.called_number)
-        )
-        account = tx.account_by_number(facts.called_number, lock=lock)
+    def _snapshot(
+        self,
+        tx: Tx,
+        facts: CallFacts,
+        at: datetime,
+        block_rows: Iterable[tuple[str, str | None, str]],
+        account: AccountRow | None,
+        lock: bool,
+    ) -> rules.Snapshot:
+        """The facts ``rules.decide`` needs: the blocks in force and who pays with what is left.
+
+        ``account`` is the number's active prepaid account as read (locked when ``lock``); a collect
+        payer is looked up (and locked when ``lock``) here.
+        """
+        blocks = rules.active_blocks(rules.BlockRow(kind, facility, action) for kind, facility, action in block_rows)
         if account is not None:
             spent = 0
             if account.spend_limit_minor is not None:
@@ -203,7 +214,9 @@ class LedgerCore:
     def check(self, facts: CallFacts) -> Allowed | Refused:
         at = rules.utc(facts.at)
         with self.store.read() as tx:
-            decision = rules.decide(facts, self._snapshot(tx, facts, at, lock=False))
+            rows = [(r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=facts.called_number)]
+            account = tx.account_by_number(facts.called_number, lock=False)
+            decision = rules.decide(facts, self._snapshot(tx, facts, at, rows, account, lock=False))
         if isinstance(decision, Refused):
             return decision
         return Allowed(decision.account_id, decision.kind)
@@ -214,8 +227,11 @@ class LedgerCore:
     def _authorize(self, facts: CallFacts) -> Authorized | Refused:
         at = rules.utc(facts.at)
         with self.store.write() as tx:
-            snapshot = self._snapshot(tx, facts, at, lock=True)
-            existing = tx.get(CallRow, facts.call_id)  # read after the lock: a concurrent retry is visible
+            view = tx.payer_view(facts.called_number, facts.call_id)  # blocks, locked account, the call
+            snapshot = self._snapshot(tx, facts, at, view.blocks, view.account, lock=True)
+            existing = view.call
+            if view.account is None:  # a collect payer was locked just now: read the call after that lock
+                existing = tx.get(CallRow, facts.call_id)
             if existing is not None:
                 return _authorized_of(existing)
             decision = rules.decide(facts, snapshot)
@@ -236,23 +252,15 @@ class LedgerCore:
                         billing_number=facts.called_number,
                     )
                 )
-            hold_id = rules.hold_transfer_id(facts.call_id)
-            covered = tx.apply_balance(
-                account_id, debits_pending=decision.hold_minor, require_cover=decision.kind == "prepaid"
-            )
-            if not covered:  # cannot happen under the account lock; refused rather than overdrawn
-                return Refused("BLK-FUNDS", "balance changed during authorization")
-            tx.insert(
-                TransferRow(
-                    id=hold_id,
-                    debit_account_id=account_id,
-                    credit_account_id=rules.CLEARING,
-                    amount_minor=decision.hold_minor,
-                    phase="pending",
-                    kind="hold",
-                    at=at,
-                    call_id=facts.call_id,
-                )
+            hold = TransferRow(
+                id=rules.hold_transfer_id(facts.call_id),
+                debit_account_id=account_id,
+                credit_account_id=rules.CLEARING,
+                amount_minor=decision.hold_minor,
+                phase="pending",
+                kind="hold",
+                at=at,
+                call_id=facts.call_id,
             )
             call = CallRow(
                 call_id=facts.call_id,
@@ -270,8 +278,12 @@ class LedgerCore:
                 authorized_at=at,
                 hold_expires_at=rules.hold_timeout(at, decision.allowed_seconds),
             )
-            tx.insert(call)
-            return _authorized_of(call)
+            # The conditional UPDATE of the pending debits, then the hold transfer and the call;
+            # whether it was covered is known once the transaction has ended (store.Tx.place_hold).
+            placed = tx.place_hold(hold, call, require_cover=decision.kind == "prepaid")
+        if not placed():  # cannot happen under the account lock; refused rather than overdrawn
+            return Refused("BLK-FUNDS", "balance changed during authorization")
+        return _authorized_of(call)
 
     def settle(self, call_id: str, billed_seconds: int, end_reason: str, system_drop: bool, at: datetime) -> Settlement:
         return self._retry(lambda: self._settle(call_id, billed_seconds, end_reason, system_drop, at))
@@ -290,13 +302,6 @@ class LedgerCore:
             tariff = tariff_from_json(call.tariff_json)
             amounts = rules.settle_amounts(billed_seconds, call.allowed_seconds, call.hold_minor, tariff, system_drop)
             paid = amounts.posted_minor > 0
-            tx.apply_balance(
-                call.account_id,
-                debits_pending=-call.hold_minor,
-                debits_posted=amounts.posted_minor,
-                require_cover=False,
-                last_activity_at=at if paid else None,  # ACT-5: a paid call restarts the expiry clock
-            )
             post = TransferRow(
                 id=rules.post_transfer_id(call_id),
                 debit_account_id=call.account_id,
@@ -324,10 +329,13 @@ class LedgerCore:
                 )
                 for index, line in enumerate(amounts.lines)
             ]
-            tx.insert_many([post, *lines] if paid else [post])
-            tx.update(
-                CallRow,
+            tx.resolve_hold(
                 call_id,
+                call.account_id,
+                [post, *lines] if paid else [post],
+                debits_pending=-call.hold_minor,
+                debits_posted=amounts.posted_minor,
+                last_activity_at=at if paid else None,  # ACT-5: a paid call restarts the expiry clock
                 status="settled",
                 billed_seconds=amounts.billed_seconds,
                 end_reason=end_reason,
@@ -366,24 +374,25 @@ class LedgerCore:
                 return  # never authorized (refused, or failed before acceptance): nothing held
             if call.status != "held":
                 return
-            tx.apply_balance(call.account_id, debits_pending=-call.hold_minor, require_cover=False)
-            tx.insert(
-                TransferRow(
-                    id=rules.void_transfer_id(call_id),
-                    debit_account_id=call.account_id,
-                    credit_account_id=rules.CLEARING,
-                    amount_minor=call.hold_minor,
-                    phase="void",
-                    kind="release",
-                    at=at,
-                    pending_id=rules.hold_transfer_id(call_id),
-                    call_id=call_id,
-                    label=reason,
-                )
+            void = TransferRow(
+                id=rules.void_transfer_id(call_id),
+                debit_account_id=call.account_id,
+                credit_account_id=rules.CLEARING,
+                amount_minor=call.hold_minor,
+                phase="void",
+                kind="release",
+                at=at,
+                pending_id=rules.hold_transfer_id(call_id),
+                call_id=call_id,
+                label=reason,
             )
-            tx.update(
-                CallRow,
+            tx.resolve_hold(
                 call_id,
+                call.account_id,
+                [void],
+                debits_pending=-call.hold_minor,
+                debits_posted=0,
+                last_activity_at=None,
                 status="voided",
                 released_minor=call.hold_minor,
                 end_reason=reason,

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from ledger.core import LedgerCore
-from ledger.store import KEYS, AccountRow, CallRow, DuplicateKeyError, NumberRow, R, Row
+from ledger.store import (
+    KEYS,
+    AccountRow,
+    CallRow,
+    DuplicateKeyError,
+    NumberRow,
+    PayerView,
+    R,
+    Row,
+    TransferRow,
+    payer_view_steps,
+    place_hold_steps,
+    resolve_hold_steps,
+)
 
 
 class _MemoryTx:
@@ -121,6 +134,35 @@ class _MemoryTx:
             for call in self.tables[CallRow].values()
             if call.status == "held" and call.hold_expires_at < now
         ]
+
+    def payer_view(self, number: str, call_id: str) -> PayerView:
+        return payer_view_steps(self, number, call_id)
+
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        placed = place_hold_steps(self, hold, call, require_cover=require_cover)
+        return lambda: placed
+
+    def resolve_hold(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> None:
+        resolve_hold_steps(
+            self,
+            call_id,
+            account_id,
+            transfers,
+            debits_pending=debits_pending,
+            debits_posted=debits_posted,
+            last_activity_at=last_activity_at,
+            **call_fields,
+        )
 
 
 class MemoryStore:

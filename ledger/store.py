@@ -7,6 +7,7 @@ Row field names are the SQL column names (ledger.models).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -187,8 +188,26 @@ KEYS: dict[type[Any], str] = {
 }
 
 
-class DuplicateKeyError(Exception):
+@dataclass(frozen=True, slots=True)
+class PayerView:
+    """What ``authorize`` reads before it decides (one round trip on PostgreSQL where it can)."""
+
+    blocks: tuple[tuple[str, str | None, str], ...]  # the number's (kind, facility_id, action) rows, in order
+    account: AccountRow | None  # the number's active prepaid account, locked; None: not a prepaid number
+    call: CallRow | None  # the call if already authorized, read after the account lock
+
+
+class RetryableError(Exception):
+    """The transaction was rolled back for a reason a fresh run of it resolves."""
+
+
+class DuplicateKeyError(RetryableError):
     """An insert hit an existing primary or unique key (a concurrent retry got there first)."""
+
+
+class StatementsLostError(RetryableError):
+    """The connection lost the store's prepared statements (any ROLLBACK through psycopg makes it
+    DEALLOCATE ALL); the store prepares them again on the next run."""
 
 
 class Tx(Protocol):
@@ -254,6 +273,75 @@ class Tx(Protocol):
         """Call ids whose hold is still pending and whose timeout has passed."""
         ...
 
+    # The steps of authorize and settle, each one call so that a store can send it as one
+    # statement (PostgreSQL: fewer round trips); the ``*_steps`` functions below give them over the
+    # calls above.
+
+    def payer_view(self, number: str, call_id: str) -> PayerView:
+        """The block rows of ``number``, then its prepaid account locked, then the call ``call_id``."""
+        ...
+
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        """Add ``hold`` to its debit account's pending debits (conditionally, as ``apply_balance``) and
+        only then insert the hold transfer and the call. The answer, False when not covered (nothing
+        written), is asked once the transaction has ended: PostgreSQL sends the statement with the
+        COMMIT (both write nothing else when it is False)."""
+        ...
+
+    def resolve_hold(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> None:
+        """Settle or void: change the account's counters (unconditionally), insert the post or void
+        transfer and its lines, update the call's row with ``call_fields``."""
+        ...
+
+
+# The composite steps over the primitive calls: how memory and SQLite run them, and the reference
+# behaviour that PostgreSQL's one-statement versions (ledger.repo) must equal.
+
+
+def payer_view_steps(tx: Tx, number: str, call_id: str) -> PayerView:
+    blocks = tuple((r.kind, r.facility_id, r.action) for r in tx.find(BlockRecord, number=number))
+    account = tx.account_by_number(number, lock=True)
+    return PayerView(blocks, account, tx.get(CallRow, call_id))  # after the lock: a concurrent retry is visible
+
+
+def place_hold_steps(tx: Tx, hold: TransferRow, call: CallRow, *, require_cover: bool) -> bool:
+    if not tx.apply_balance(hold.debit_account_id, debits_pending=hold.amount_minor, require_cover=require_cover):
+        return False
+    tx.insert(hold)
+    tx.insert(call)
+    return True
+
+
+def resolve_hold_steps(
+    tx: Tx,
+    call_id: str,
+    account_id: str,
+    transfers: list[TransferRow],
+    *,
+    debits_pending: int,
+    debits_posted: int,
+    last_activity_at: datetime | None,
+    **call_fields: Any,
+) -> None:
+    tx.apply_balance(
+        account_id,
+        debits_pending=debits_pending,
+        debits_posted=debits_posted,
+        require_cover=False,
+        last_activity_at=last_activity_at,
+    )
+    tx.insert_many(list(transfers))
+    tx.update(CallRow, call_id, **call_fields)
 
 class Store(Protocol):
     def write(self) -> AbstractContextManager[Tx]: ...
