@@ -68,8 +68,13 @@ def _crash_rounds(url: str, rounds: int, seed: int) -> None:
             assert lines == ["settled"] * CALLS_PER_ROUND + ["done"]
             child.wait()
         else:
-            # A random point of the settle loop: inside a transaction, between statements or calls.
-            time.sleep(rng.uniform(0.0, window_s))
+            # A random point inside the settle loop: after a random number of settled calls, then a
+            # random fraction of one call's settle (inside a transaction, between statements or
+            # between calls). Counting lines first keeps the kill inside the loop however loaded the
+            # machine is; a sleep measured from "ready" alone landed before the first settle under load.
+            for _ in range(rng.randrange(0, CALLS_PER_ROUND - 1)):
+                assert child.stdout.readline().strip() == "settled"
+            time.sleep(rng.uniform(0.0, 1.5 * window_s / CALLS_PER_ROUND))
             child.send_signal(signal.SIGKILL)
             child.wait()
         settled_before = sum(1 for c in service.calls(account) if c.call_id in call_ids and c.status == "settled")
