@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
+import functools
 import random
 import secrets
 import signal
@@ -81,7 +82,11 @@ class EngineStats:
 
 
 class DetectorPool:
-    """Rows of batched detector banks, one bank family per dialplan's detector settings."""
+    """Rows of batched detector banks, one bank family per dialplan's detector settings.
+
+    Per tick the work is one pass over the attached legs (pull a frame, record it, put it in its
+    bank's row) and one ``feed`` per bank in use: the per-leg Python is kept to those three steps.
+    """
 
     ROWS = 32
 
@@ -89,6 +94,8 @@ class DetectorPool:
         self._banks: dict[int, list[Any]] = {}
         self._free: dict[int, list[tuple[Any, int]]] = {}
         self._users: dict[tuple[int, int], tuple[CallSession, LegIO]] = {}
+        # Per bank: the (rows, 160) frame block fed each tick, reused; free rows hold zeros.
+        self._frames: dict[int, np.ndarray] = {}
 
     def attach(self, session: CallSession, io: LegIO) -> None:
         from ivr.detect.bank import BatchedDetectorBank
@@ -100,6 +107,7 @@ class DetectorPool:
         if not free:
             bank = BatchedDetectorBank(self.ROWS, configs)
             self._banks.setdefault(key, []).append(bank)
+            self._frames[id(bank)] = np.zeros((self.ROWS, FRAME), dtype=np.int16)
             free.extend((bank, row) for row in range(self.ROWS - 1, -1, -1))
         bank, row = free.pop()
         # One clock for every row: 20 ms per media tick (frame-exact, not wall time), so the same
@@ -115,6 +123,7 @@ class DetectorPool:
         bank, row = io.detector
         io.detector = None
         self._users.pop((id(bank), row), None)
+        self._frames[id(bank)][row] = 0  # a free row is fed silence, as before it was taken
         for key, banks in self._banks.items():
             if any(b is bank for b in banks):
                 self._free.setdefault(key, []).append((bank, row))
@@ -122,23 +131,22 @@ class DetectorPool:
 
     def tick(self, now: float, bank_ms: int) -> None:
         """Pull 20 ms from every attached leg, run each bank once, hand the events to the calls."""
-        frames_by_bank: dict[int, tuple[Any, np.ndarray]] = {}
+        fed: dict[int, Any] = {}
+        frames_of = self._frames
         for (bank_id, row), (session, io) in list(self._users.items()):
-            if io.media is None:
+            media = io.media
+            if media is None:
                 continue
-            samples = io.media.pull_frame(now).samples
+            samples = media.pull_frame(now).samples
             session.on_frame(io, samples, now)
-            if io.detector is None:  # the frame ended the leg
+            detector = io.detector
+            if detector is None:  # the frame ended the leg
                 continue
-            bank = io.detector[0]
-            entry = frames_by_bank.get(bank_id)
-            if entry is None:
-                entry = (bank, np.zeros((bank.channels, FRAME), dtype=np.int16))
-                frames_by_bank[bank_id] = entry
-            entry[1][row] = samples
-        for bank_id, (bank, frames) in frames_by_bank.items():
+            frames_of[bank_id][row] = samples
+            fed[bank_id] = detector[0]
+        for bank_id, bank in fed.items():
             # Every row of a bank shares the bank's clock; a row's events count from its attach time.
-            rows_events = bank.feed(frames, bank_ms)
+            rows_events = bank.feed(frames_of[bank_id], bank_ms)
             for row, events in enumerate(rows_events):
                 if not events:
                     continue
@@ -162,6 +170,7 @@ class Engine:
         self.prompts_dir = config.prompts_dir
         self.sessions: dict[str, CallSession] = {}
         self._sip_legs: dict[str, tuple[CallSession, Leg]] = {}
+        self._active: dict[str, CallSession] = {}  # sessions with tick work (see note_active)
         self.detectors = DetectorPool()
         self.pacer: RtpPacer
         self.sip: SipUdpEndpoint
@@ -378,6 +387,7 @@ class Engine:
             return
         session = CallSession(self, plan, call_id, io, folder)
         holder["s"], holder["io"] = session, io
+        endpoint.set_datagram_handler(functools.partial(session.on_datagram, io))
         self.sessions[call_id] = session
         self._sip_legs[event.call_id] = (session, Leg.FACILITY)
         self.stats.calls_started += 1
@@ -402,6 +412,7 @@ class Engine:
             host=self.config.rtp_host, port_range=self.config.rtp_port_range)
         io = LegIO(Leg.CALLED, endpoint)
         holder["io"] = io
+        endpoint.set_datagram_handler(functools.partial(session.on_datagram, io))
         session.legs[Leg.CALLED] = io
         host, port = endpoint.local_address
         offer = build_offer(host, port, session_id=secrets.randbelow(2**31))
@@ -426,23 +437,34 @@ class Engine:
             at = self._tick_origin + self._tick_n * TICK_S
         self._tick_handle = self.loop.call_at(at, self._tick)
 
+    def note_active(self, session: CallSession) -> None:
+        """``session`` may have tick work: a prompt queued, a bridge to complete, an RFC 4733 timer.
+
+        The tick visits only these sessions (a bridged call with none of them has nothing to do),
+        so its per-call Python grows with the work, not with the calls held.
+        """
+        self._active[session.call_id] = session
+
     def _tick(self) -> None:
         now = self.loop.time()
         try:
             self.detectors.tick(now, self.bank_ms)
-            check_media = self._tick_n % 25 == 0
-            for session in list(self.sessions.values()):
+            for session in list(self._active.values()):
                 busy = [io for io in session.legs.values() if io.media is not None
                         and (io.prompts or session._pending_bridge or _due(io.media.next_deadline(), now))]
-                if not busy and not check_media:
-                    continue  # bridged, no prompt, no RFC 4733 timer: nothing to do (and no log binding)
-                with bind_call(session.call_id):
-                    for io in busy:
-                        session.prompts_finished(io)
-                        for item in io.media.handle_timer(now) if _due(io.media.next_deadline(), now) else []:  # type: ignore[union-attr]
-                            session._leg_event(io, item)
-                    if check_media:
-                        self._check_media(session, now)
+                if busy:
+                    with bind_call(session.call_id):
+                        for io in busy:
+                            session.prompts_finished(io)
+                            for item in io.media.handle_timer(now) if _due(io.media.next_deadline(), now) else []:  # type: ignore[union-attr]
+                                session._leg_event(io, item)
+                if not session._pending_bridge and not any(
+                        io.prompts or (io.media is not None and io.media.next_deadline() is not None)
+                        for io in session.legs.values()):
+                    self._active.pop(session.call_id, None)  # idle until note_active again
+            if self._tick_n % 25 == 0:
+                for session in list(self.sessions.values()):
+                    self._check_media(session, now)
             if self._tick_n % SWEEP_EVERY_TICKS == 0:
                 self._sweep_holds()
         except Exception:
@@ -466,12 +488,13 @@ class Engine:
 
     def _check_media(self, session: CallSession, now: float) -> None:
         timeout = session.plan.policies.media_timeout_s
-        for io in session.legs.values():
+        for io in list(session.legs.values()):
             if io.media is None or session.ended:
                 continue
             timed_out = io.media.media_timeout(now, timeout)
             if timed_out is not None:
-                session.feed(ev.MediaTimeout(io.leg, timed_out.evidence))
+                with bind_call(session.call_id):  # bound only when there is something to log
+                    session.feed(ev.MediaTimeout(io.leg, timed_out.evidence))
 
     def detector_event(self, session: CallSession, io: LegIO, event: Any) -> None:
         from ivr.detect import events as det
@@ -516,6 +539,7 @@ class Engine:
             if io.sip_call_id is not None:
                 self._sip_legs.pop(io.sip_call_id, None)
         self.sessions.pop(session.call_id, None)
+        self._active.pop(session.call_id, None)
 
 
 _EVENT_CLASSES = tuple(ev.EVENT_TYPES.values())
