@@ -252,13 +252,16 @@ def check_detections(folder: Path, plan: Dialplan) -> tuple[list[str], int]:
     for leg in legs:
         pcm = _read_wav(folder / f"{leg}.wav")
         frames[leg] = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
-    # Each leg on its own bank (its own origin); 32 rows like the engine's banks, so numpy computes
-    # the row exactly as it did live.
+    from ivr.engine import DetectorPool
+
+    # Each leg on its own bank (its own origin); as many rows as the engine's banks, so numpy
+    # computes the row exactly as it did live.
+    rows = DetectorPool.ROWS
     replayed: list[dict[str, Any]] = []
     for leg in legs:
-        bank = BatchedDetectorBank(32, configs)
+        bank = BatchedDetectorBank(rows, configs)
         bank.reset_row(0, origins[leg])
-        block = np.zeros((32, 160), dtype=np.int16)
+        block = np.zeros((rows, 160), dtype=np.int16)
         for k, frame in enumerate(frames[leg]):
             block[0] = frame
             for event in bank.feed(block, origins[leg] + 20 * k)[0]:
