@@ -21,6 +21,7 @@ from ivr.call import events as ev
 from ivr.call.codec import event_from_dict
 from ivr.call.machine import CallMachine
 from ivr.call.record import dumps, dumps_pretty
+from ivr.detect import DETECTOR_BANK_ROWS
 from ivr.dialplan import Dialplan, load_dialplan, parse_dialplan
 from ivr.errors import InputError
 
@@ -227,8 +228,9 @@ def _read_wav(path: Path) -> Any:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
 
 
-# Rows of the engine's detector banks (ivr.engine.DetectorPool.ROWS): the live arithmetic to reproduce.
-ENGINE_BANK_ROWS = 32
+# The height of the engine's detector banks: numpy rounds a row bit-identically only at the same
+# height, so the replay reproduces the live arithmetic at this one (ivr.engine.DetectorPool uses it).
+ENGINE_BANK_ROWS = DETECTOR_BANK_ROWS
 
 
 def check_detections(folder: Path, plan: Dialplan, *, streaming: bool = False) -> tuple[list[str], int]:
@@ -237,8 +239,8 @@ def check_detections(folder: Path, plan: Dialplan, *, streaming: bool = False) -
     The live engine feeds each leg's frames to the detectors on a frame-exact clock starting at the
     leg's ``origin_ms`` and writes the same frames to the leg's WAV, so the same frames fed again
     from the same origin must give the same events. The whole-recording path
-    (:func:`ivr.detect.offline.detect_frames`, the engine's 32-row arithmetic) gives the streaming
-    bank's events bit for bit at a fraction of the cost; ``streaming`` feeds a 32-row
+    (:func:`ivr.detect.offline.detect_frames`, the engine's bank-height arithmetic) gives the streaming
+    bank's events bit for bit at a fraction of the cost; ``streaming`` feeds an engine-height
     :class:`~ivr.detect.bank.BatchedDetectorBank` frame by frame instead (the reference, for the
     benchmark and the tests). Returns (mismatches, frames re-run).
     """

@@ -98,6 +98,7 @@ def config_from(args: argparse.Namespace) -> EngineConfig:
         recordings_dir=Path(args.recordings or data.get("recordings", "recordings")),
         rtp_host=data.get("rtp_host", listen[0]),
         rtp_port_range=port_range,
+        manage_gc=True,  # `ivr serve` is the engine's own process
     )
     return config
 

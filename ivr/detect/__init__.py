@@ -18,3 +18,8 @@ Public API (all sans-I/O, numpy only):
 * :mod:`ivr.detect.synth`: DTMF keys, tones, clicks and noise for simulated phones and tests.
 * ``ivr detect FILE.wav`` (:mod:`ivr.detect.cli`).
 """
+
+# The height (rows) of the engine's batched detector banks. numpy rounds a row bit-identically only
+# at the same matrix height (OpenBLAS picks its kernel by height), so the live engine and every
+# replay of its recordings use this one number: ivr.engine.DetectorPool and ivr.replay read it here.
+DETECTOR_BANK_ROWS = 128

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import random
+import select
+import socket
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,17 +28,98 @@ from ivr.rtp.packet import Dropped, RtcpPacket, RtpPacket, parse_datagram
 from ivr.rtp.session import Address, RtpSender
 
 PacketHandler = Callable[[RtpPacket, Address, float], None]
+DatagramHandler = Callable[[bytes, Address, float], bool]
+RECV_SIZE = 2048  # larger than any RTP packet we accept (G.711 20 ms: 172 octets)
 SentHandler = Callable[[list[RtpPacket], float], None]
 Destination = Address | Callable[[], Address | None]
 
 
-class RtpEndpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket carrying RTP for one leg."""
+class _Poller:
+    """All RTP sockets of one event loop behind one epoll set, itself one reader of the loop.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_packet: PacketHandler) -> None:
+    With hundreds of sockets each readable every 20 ms, asyncio's per-ready-socket machinery
+    (selector key lookup, a Handle, a context switch into it) cost a few microseconds per packet;
+    here one loop callback polls the set and calls each ready socket's reader directly.
+    Level-triggered: a socket left with data (see ``READ_BATCH``) keeps the set readable.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._readers: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def add(self, fd: int, reader: Callable[[], None]) -> None:
+        self._readers[fd] = reader
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def remove(self, fd: int) -> bool:
+        """Stop watching ``fd``; True when no socket is left (the poller can be closed)."""
+        if self._readers.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+        return not self._readers
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError):  # the loop may already be closed
+            self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+    def _ready(self) -> None:
+        readers = self._readers
+        for fd, _ in self._epoll.poll(0):
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            try:
+                reader()
+            except Exception as exc:  # one socket's failure must not starve the others
+                self._loop.call_exception_handler(
+                    {"message": "RTP socket reader failed", "exception": exc, "fd": fd})
+
+
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Poller] = weakref.WeakKeyDictionary()
+
+
+def _watch(loop: asyncio.AbstractEventLoop, fd: int, reader: Callable[[], None]) -> None:
+    if not hasattr(select, "epoll"):  # not Linux: one loop reader per socket
+        loop.add_reader(fd, reader)
+        return
+    poller = _POLLERS.get(loop)
+    if poller is None:
+        poller = _POLLERS[loop] = _Poller(loop)
+    poller.add(fd, reader)
+
+
+def _unwatch(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    poller = _POLLERS.get(loop)
+    if poller is None:
+        loop.remove_reader(fd)
+        return
+    if poller.remove(fd):
+        poller.close()
+        del _POLLERS[loop]
+
+
+class RtpEndpoint:
+    """One bound UDP socket carrying RTP for one leg.
+
+    The socket is ours (non-blocking, watched through the loop's :class:`_Poller`), not an asyncio datagram
+    transport: at 50 packets a second per leg, a few hundred calls mean tens of thousands of
+    datagrams a second on one core, and the transport's per-datagram machinery (protocol
+    dispatch, write buffering, its checks) cost about as much as our whole RTP path. A datagram
+    the kernel will not take at once is dropped and counted (``send_dropped``): buffering real-time
+    media only delivers it late.
+    """
+
+    READ_BATCH = 16  # datagrams read per wake-up at most (fairness between sockets)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_packet: PacketHandler,
+                 sock: socket.socket | None = None) -> None:
         self._loop = loop
         self._on_packet = on_packet
-        self._transport: asyncio.DatagramTransport | None = None
+        self._on_datagram: DatagramHandler | None = None
+        self._sock: socket.socket | None = None
         self._sender: RtpSender | None = None
         self._destination: Destination | None = None
         self._on_sent: SentHandler | None = None
@@ -44,6 +129,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.packets_received = 0
         self.packets_sent = 0
         self.send_errors = 0
+        self.send_dropped = 0
+        if sock is not None:
+            self._attach(sock)
 
     @classmethod
     async def open(
@@ -69,24 +157,55 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             candidates = evens[start:] + evens[:start]
         last_error: OSError | None = None
         for candidate in candidates:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: cls(loop, on_packet), local_addr=(host, candidate)
-                )
+                sock.setblocking(False)
+                sock.bind((host, candidate))
             except OSError as exc:
+                sock.close()
                 last_error = exc
                 continue
-            return protocol
+            return cls(loop, on_packet, sock)
         raise OSError(f"no free RTP port on {host} in {port_range or port}") from last_error
 
-    # -- asyncio.DatagramProtocol -----------------------------------------------------------
+    def _attach(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._local = cast(Address, sock.getsockname()[:2])
+        _watch(self._loop, sock.fileno(), self._read_ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport: cast.
-        self._transport = cast(asyncio.DatagramTransport, transport)
+    def set_datagram_handler(self, handler: DatagramHandler | None) -> None:
+        """Offer every datagram to ``handler(data, source, now)`` first; it returns False for the
+        ones it leaves to the general path (parse, then ``on_packet``)."""
+        self._on_datagram = handler
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    # -- receiving --------------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
         now = self._loop.time()
+        fast = self._on_datagram
+        for _ in range(self.READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # ICMP port unreachable from a peer that went away: counted; the media timeout decides.
+                self.send_errors += 1
+                return
+            if fast is not None and fast(data, addr, now):
+                self.packets_received += 1
+            else:
+                self.datagram_received(data, addr, now)
+            if self._sock is None:  # the handler ended the call and closed us
+                return
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int], now: float | None = None) -> None:
+        """The general path: parse (never raises), count, hand RTP to ``on_packet``."""
+        if now is None:
+            now = self._loop.time()
         source: Address = (str(addr[0]), int(addr[1]))
         result = parse_datagram(data)
         if isinstance(result, RtpPacket):
@@ -98,27 +217,30 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             assert isinstance(result, Dropped)
             self.dropped[result.reason.value] += 1
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a peer that went away: counted; the media timeout decides.
-        self.send_errors += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
-        self._transport = None
-
     # -- sending ----------------------------------------------------------------------------
 
     @property
     def local_address(self) -> Address:
-        assert self._transport is not None, "endpoint is closed"
-        host, port = self._transport.get_extra_info("sockname")[:2]
-        return (str(host), int(port))
+        assert self._sock is not None, "endpoint is closed"
+        return self._local
 
     def send(self, packet: RtpPacket, destination: Address) -> None:
-        """Send one packet now (relayed media, one-off packets)."""
-        if self._transport is None:
+        """Send one packet now (paced prompts, one-off packets)."""
+        self.send_bytes(packet.to_bytes(), destination)
+
+    def send_bytes(self, data: bytes, destination: Address) -> None:
+        """Send one datagram now (relayed media comes here already on the wire format)."""
+        sock = self._sock
+        if sock is None:
             return
-        self._transport.sendto(packet.to_bytes(), destination)
+        try:
+            sock.sendto(data, destination)
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1
+            return
+        except OSError:
+            self.send_errors += 1
+            return
         self.packets_sent += 1
 
     def start_paced(
@@ -175,9 +297,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.stop_paced()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            _unwatch(self._loop, sock.fileno())
+            sock.close()
 
 
 class RtpPacer:

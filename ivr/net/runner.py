@@ -30,7 +30,7 @@ from ivr.dialplan import Dialplan
 from ivr.log import get_logger
 from ivr.rtp.g711 import Codec
 from ivr.rtp.keys import KeyPress
-from ivr.rtp.leg import MediaLeg, RemoteMedia
+from ivr.rtp.leg import NOT_SIMPLE, MediaLeg, RemoteMedia
 from ivr.rtp.rfc4733 import FlashEvent
 from ivr.sip.sdp import SessionDescription, negotiate
 from ivr.types import JsonValue, KeySource, Leg
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = get_logger("ivr.call")
 
 FRAME = 160  # 20 ms at 8 kHz
+_OTHER = {Leg.FACILITY: Leg.CALLED, Leg.CALLED: Leg.FACILITY}
+RECORD_BLOCK = 50  # frames (1 s) buffered per leg before a write to its WAV
 NAME_VOICE_DBFS = -42.0  # a 20 ms frame louder than this is speech in the name recording (ACC-1)
 NAME_MIN_VOICED_FRAMES = 8  # 160 ms of voice makes a name
 
@@ -70,6 +72,20 @@ class LegIO:
     wav: wave.Wave_write | None = None
     prompts: list[str] = field(default_factory=list)  # tags queued, in order
     paced: bool = False
+    _pending_audio: list[bytes] = field(default_factory=list)  # frames not yet written to ``wav``
+
+    def record(self, samples: npt.NDArray[np.int16]) -> None:
+        """Append one 20 ms frame to the leg's recording; written in blocks of ``RECORD_BLOCK``
+        frames (one write a second instead of fifty; ``flush_recording`` at the end)."""
+        self._pending_audio.append(samples.astype("<i2").tobytes())
+        if len(self._pending_audio) >= RECORD_BLOCK:
+            self.flush_recording()
+
+    def flush_recording(self) -> None:
+        if self.wav is not None and self._pending_audio:
+            # writeframes() seeks back and rewrites the RIFF header on every call; close() patches it once.
+            self.wav.writeframesraw(b"".join(self._pending_audio))
+        self._pending_audio.clear()
 
 
 class CallSession:
@@ -178,6 +194,7 @@ class CallSession:
                 self._pause_bridge()
             io.media.sender.queue_audio(rendered.pcm, tag=c.prompt_id)
             io.prompts.append(c.prompt_id)
+            self.engine.note_active(self)
 
     def _do_StopPrompt(self, c: cmd.StopPrompt) -> None:  # noqa: N802
         io = self.legs.get(c.leg)
@@ -214,6 +231,7 @@ class CallSession:
             self._bridge_media()
         else:
             self._pending_bridge = True
+            self.engine.note_active(self)
 
     def _do_Unbridge(self, c: cmd.Unbridge) -> None:  # noqa: N802
         self.bridged = False
@@ -264,6 +282,7 @@ class CallSession:
         for io in self.legs.values():
             self._stop_media(io)
             if io.wav is not None:
+                io.flush_recording()
                 io.wav.close()
                 io.wav = None
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -286,6 +305,7 @@ class CallSession:
             return
         self.engine.pacer.add(io.endpoint, io.media.sender, lambda: io.media.destination if io.media else None)
         io.paced = True
+        self.engine.note_active(self)
         self.engine.detectors.attach(self, io)
         if self.record_audio and self.plan.call_type_for(self.machine.called_number) != "privileged":
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -326,11 +346,31 @@ class CallSession:
                 io.paced = True
         if self.bridged:
             self._pending_bridge = True
+            self.engine.note_active(self)
+
+    def on_datagram(self, io: LegIO, data: bytes, source: tuple[str, int], now: float) -> bool:
+        """The fast path for one datagram of this leg (plain G.711 audio, see
+        :meth:`MediaLeg.receive_wire`): relayed as wire bytes, no packet object. False leaves the
+        datagram to the general path (:meth:`on_rtp`)."""
+        media = io.media
+        if media is None:
+            return False
+        out = media.receive_wire(data, source, now)
+        if out is NOT_SIMPLE:
+            return False
+        if out is not None:
+            other = self.legs.get(_OTHER[io.leg])
+            if other is not None and other.media is not None:
+                destination = other.media.destination
+                if destination is not None:
+                    other.endpoint.send_bytes(out, destination)
+        return True
 
     def on_rtp(self, io: LegIO, packet: Any, source: tuple[str, int], now: float) -> None:
         """A packet for this leg: keys to the machine, relayed audio to the other leg."""
         if io.media is None:
             return
+        self.engine.note_active(self)
         received = io.media.receive(packet, source, now)
         if received.relay:
             other = self.legs.get(Leg.CALLED if io.leg is Leg.FACILITY else Leg.FACILITY)
@@ -349,8 +389,7 @@ class CallSession:
     def on_frame(self, io: LegIO, samples: npt.NDArray[np.int16], now: float) -> None:
         """This tick's 20 ms of audio received on a leg (before the detectors run)."""
         if io.wav is not None and self.record_audio:
-            # writeframes() seeks back and rewrites the RIFF header on every call; close() patches it once.
-            io.wav.writeframesraw(samples.astype("<i2").tobytes())
+            io.record(samples)
         if io.leg is Leg.FACILITY and self._name_frames is not None:
             self._name_frames.append(samples.copy())
             if now >= self._name_until:

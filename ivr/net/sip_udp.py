@@ -12,8 +12,9 @@ events go to the ``on_events`` callback; queued datagrams are sent; one timer is
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from ivr.log import get_logger
 from ivr.sip.events import UAEvent
@@ -26,8 +27,17 @@ EventSink = Callable[[list[UAEvent]], None]
 T = TypeVar("T")
 
 
-class SipUdpEndpoint(asyncio.DatagramProtocol):
-    """One UDP socket serving one :class:`UserAgent`."""
+class SipUdpEndpoint:
+    """One UDP socket serving one :class:`UserAgent`.
+
+    The socket is ours, watched with ``loop.add_reader``, and each wake-up drains up to
+    ``READ_BATCH`` datagrams: an asyncio datagram transport reads one per event-loop iteration,
+    and with hundreds of RTP sockets in every iteration that capped signalling at a few hundred
+    messages a second, so a burst of new calls waited long enough for INVITEs to be retransmitted.
+    """
+
+    READ_BATCH = 64
+    MAX_DATAGRAM = 65535
 
     def __init__(
         self, ua: UserAgent, on_events: EventSink, loop: asyncio.AbstractEventLoop, *, trace: bool = False
@@ -36,18 +46,33 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
         self.trace = trace  # log every datagram's start line (debug level): for interop debugging
         self._on_events = on_events
         self._loop = loop
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.closed = loop.create_future()
 
-    # -- asyncio.DatagramProtocol
+    # -- the socket
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a selector datagram transport is not a registered DatagramTransport subclass: cast
-        self._transport = cast(asyncio.DatagramTransport, transport)
-        host, port = transport.get_extra_info("sockname")[:2]
+    def attach(self, sock: socket.socket) -> None:
+        """Serve ``sock`` (bound, non-blocking)."""
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
         self.ua.set_local_addr((host, port))  # the real (maybe ephemeral) port goes into Via/Contact
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        for _ in range(self.READ_BATCH):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data, addr = sock.recvfrom(self.MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self.datagram_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         source = (str(addr[0]), int(str(addr[1])))
@@ -85,11 +110,19 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
 
     def flush(self) -> None:
         """Send every queued datagram and re-arm the timer at the UA's next deadline."""
-        if self._transport is not None and not self._transport.is_closing():
+        sock = self._sock
+        if sock is not None:
             for data, addr in self.ua.datagrams_to_send():
                 if self.trace:
                     log.debug("sip.tx", peer=f"{addr[0]}:{addr[1]}", line=_first_line(data))
-                self._transport.sendto(data, addr)
+                try:
+                    sock.sendto(data, addr)
+                except (BlockingIOError, InterruptedError):
+                    # The socket buffer is full: the datagram is lost like any UDP datagram, and
+                    # the transaction's retransmission timer covers it (RFC 3261 section 17).
+                    log.debug("sip.send_dropped", peer=f"{addr[0]}:{addr[1]}")
+                except OSError as exc:
+                    self.error_received(exc)
         else:
             self.ua.datagrams_to_send()  # closed: drop
         self._rearm()
@@ -118,8 +151,11 @@ class SipUdpEndpoint(asyncio.DatagramProtocol):
         self._deliver(events)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+            self._loop.call_soon(self.connection_lost, None)
 
 
 def _first_line(data: bytes) -> str:
@@ -137,7 +173,15 @@ async def open_sip_endpoint(
 ) -> SipUdpEndpoint:
     """Bind a UDP socket at ``local_addr`` (port 0: ephemeral) and serve ``ua`` on it."""
     loop = loop or asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
-        lambda: SipUdpEndpoint(ua, on_events, loop, trace=trace), local_addr=local_addr
-    )
-    return protocol
+    infos = await loop.getaddrinfo(local_addr[0], local_addr[1], type=socket.SOCK_DGRAM)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    endpoint = SipUdpEndpoint(ua, on_events, loop, trace=trace)
+    endpoint.attach(sock)
+    return endpoint

@@ -167,6 +167,11 @@ class Codec(enum.Enum):
     def decode(self, payload: bytes) -> Samples:
         return ulaw_decode(payload) if self is Codec.PCMU else alaw_decode(payload)
 
+    @property
+    def decode_table(self) -> NDArray[np.int16]:
+        """The 256-entry decode table (code -> 16-bit sample): ``decode(p) == decode_table[p]``."""
+        return ULAW_DECODE if self is Codec.PCMU else ALAW_DECODE
+
     def silence(self, n_samples: int) -> bytes:
         if n_samples == 160:
             return _SILENCE_20MS[self.value]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +39,20 @@ class FrameKind(enum.Enum):
 class PlayoutFrame:
     samples: NDArray[np.int16]
     kind: FrameKind
+
+
+class EncodedFrame(NamedTuple):
+    """A whole frame kept as received (G.711 octets) with its law's decode table: decoding is
+    deferred to playout, where the engine decodes every leg's frame of a tick in one numpy pass."""
+
+    payload: bytes
+    table: NDArray[np.int16]  # ivr.rtp.g711.ULAW_DECODE or ALAW_DECODE
+
+    def decode(self) -> NDArray[np.int16]:
+        return self.table[np.frombuffer(self.payload, dtype=np.uint8)]
+
+
+Frame = NDArray[np.int16] | EncodedFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +94,14 @@ class JitterBuffer:
         self._silence: NDArray[np.int16] = np.zeros(frame_samples, dtype=np.int16)
         # Whole frames (the usual case: one aligned 20 ms packet) are kept as the decoded array;
         # frames built from pieces (other packet sizes, odd alignment) carry a mask of filled samples.
-        self._full: dict[int, NDArray[np.int16]] = {}
+        self._full: dict[int, Frame] = {}
         self._frames: dict[int, tuple[NDArray[np.int16], NDArray[np.bool_]]] = {}
         self._last_ts: int | None = None  # last wire timestamp, for unwrapping
         self._last_ext = 0  # its unwrapped value
         self._play: int | None = None  # next frame index to play
         self._newest = 0
         self._hold = False
-        self._last_good: NDArray[np.int16] | None = None
+        self._last_good: Frame | None = None
         self._conceal_run = 0
         self._since_late = 0
         self._packets = 0
@@ -116,7 +131,19 @@ class JitterBuffer:
         (``now`` is accepted for symmetry with the other sans-I/O entry points.)
         """
         del now
-        if len(samples) == 0:
+        self._push(timestamp, samples, len(samples))
+
+    def push_encoded(self, timestamp: int, payload: bytes, table: NDArray[np.int16], now: float) -> None:
+        """One G.711 packet, decoded with ``table`` (one sample per octet) only when played out.
+
+        Exactly :meth:`push` of ``table[payload]``: a whole aligned frame is kept encoded, any
+        other piece is decoded at once and placed sample by sample.
+        """
+        del now
+        self._push(timestamp, EncodedFrame(payload, table), len(payload))
+
+    def _push(self, timestamp: int, samples: Frame, length: int) -> None:
+        if length == 0:
             return
         self._packets += 1
         ext = self._unwrap(timestamp)
@@ -135,8 +162,8 @@ class JitterBuffer:
                 self.target += 1
                 self._hold = True  # play one concealed frame without advancing: one frame more delay
             return
-        self._newest = max(self._newest, index + (offset + len(samples) - 1) // self.frame_samples)
-        self._write(index, offset, samples)
+        self._newest = max(self._newest, index + (offset + length - 1) // self.frame_samples)
+        self._write(index, offset, samples, length)
         assert self._play is not None
         # Overflow (a burst, or a sender whose clock runs fast): keep at most max delay + 2 frames.
         while self._newest - self._play > self.max_delay_frames + 2:
@@ -144,14 +171,15 @@ class JitterBuffer:
                 self._overflow += 1
             self._play += 1
 
-    def _write(self, index: int, offset: int, samples: NDArray[np.int16]) -> None:
+    def _write(self, index: int, offset: int, frame: Frame, length: int) -> None:
         n = self.frame_samples
-        if offset == 0 and len(samples) == n and index not in self._frames:
+        if offset == 0 and length == n and index not in self._frames:
             if index in self._full:
                 self._duplicates += 1
             else:
-                self._full[index] = samples
+                self._full[index] = frame
             return
+        samples = _decoded(frame)
         position = 0
         duplicate = True
         assert self._play is not None
@@ -162,7 +190,7 @@ class JitterBuffer:
                 if entry is None:
                     whole = self._full.pop(index, None)
                     if whole is not None:
-                        entry = (whole.copy(), np.ones(n, dtype=np.bool_))
+                        entry = (_decoded(whole).copy(), np.ones(n, dtype=np.bool_))
                     else:
                         entry = (np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.bool_))
                     self._frames[index] = entry
@@ -179,9 +207,15 @@ class JitterBuffer:
 
     def pull(self, now: float) -> PlayoutFrame:
         """The next 20 ms frame; call exactly once per tick."""
+        frame, kind = self.pull_frame(now)
+        return PlayoutFrame(_decoded(frame), kind)
+
+    def pull_frame(self, now: float) -> tuple[Frame, FrameKind]:
+        """:meth:`pull`, with a whole received frame possibly still encoded (:class:`EncodedFrame`):
+        the caller decodes it (the engine does all legs of a tick at once). Call exactly once per tick."""
         del now
         if self._play is None:
-            return PlayoutFrame(self._silence, FrameKind.NO_MEDIA)
+            return self._silence, FrameKind.NO_MEDIA
         if self._hold:
             self._hold = False
             return self._conceal()
@@ -203,7 +237,7 @@ class JitterBuffer:
             self._played += 1
             self._last_good = whole
             self._conceal_run = 0
-            return PlayoutFrame(whole, FrameKind.AUDIO)
+            return whole, FrameKind.AUDIO
         if entry is None:
             return self._conceal()
         data, mask = entry
@@ -211,19 +245,20 @@ class JitterBuffer:
         if mask.all():
             self._last_good = data
             self._conceal_run = 0
-            return PlayoutFrame(data, FrameKind.AUDIO)
+            return data, FrameKind.AUDIO
         self._concealed += 1
         data = np.where(mask, data, 0).astype(np.int16)
-        return PlayoutFrame(data, FrameKind.CONCEALED)
+        return data, FrameKind.CONCEALED
 
-    def _conceal(self) -> PlayoutFrame:
+    def _conceal(self) -> tuple[Frame, FrameKind]:
         self._played += 1
         self._concealed += 1
         self._conceal_run += 1
         if self._last_good is None or self._conceal_run > self.max_conceal_frames:
-            return PlayoutFrame(self._silence, FrameKind.CONCEALED)
-        faded = (self._last_good.astype(np.int32) >> self._conceal_run).astype(np.int16)
-        return PlayoutFrame(faded, FrameKind.CONCEALED)
+            return self._silence, FrameKind.CONCEALED
+        last = self._last_good = _decoded(self._last_good)
+        faded = (last.astype(np.int32) >> self._conceal_run).astype(np.int16)
+        return faded, FrameKind.CONCEALED
 
     @property
     def delay_s(self) -> float:
@@ -252,3 +287,7 @@ class JitterBuffer:
             self.target,
             depth,
         )
+
+
+def _decoded(frame: Frame) -> NDArray[np.int16]:
+    return frame.decode() if isinstance(frame, EncodedFrame) else frame

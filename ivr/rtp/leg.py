@@ -19,13 +19,14 @@ far-end IVR during a monitored call. ``relay_events=True`` in :meth:`bridge_to` 
 
 from __future__ import annotations
 
+import enum
 import random
 from dataclasses import dataclass
 
 from ivr.rtp.g711 import Codec
-from ivr.rtp.jitter import JitterBuffer, PlayoutFrame
+from ivr.rtp.jitter import Frame, JitterBuffer, PlayoutFrame
 from ivr.rtp.keys import KeyNormalizer, KeyPress
-from ivr.rtp.packet import RtpPacket
+from ivr.rtp.packet import FIXED_HEADER, RTP_HEADER_LEN, RtpPacket
 from ivr.rtp.relay import MediaRelay
 from ivr.rtp.rfc4733 import FlashEvent, KeyEnded, KeyStarted, TelephoneEventReceiver
 from ivr.rtp.session import (
@@ -40,6 +41,16 @@ from ivr.rtp.session import (
 from ivr.types import KeySource, Leg
 
 LegEvent = KeyPress | KeyEnded | FlashEvent
+_CODEC_BY_PT: dict[int, Codec] = {codec.payload_type: codec for codec in Codec}
+
+
+class NotSimple(enum.Enum):
+    """:meth:`MediaLeg.receive_wire`'s answer for a datagram the fast path does not handle."""
+
+    NOT_SIMPLE = "not_simple"
+
+
+NOT_SIMPLE = NotSimple.NOT_SIMPLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +155,7 @@ class MediaLeg:
             self.unknown_payload_types += 1
             return Received(verdict)
         # Decode by the packet's own payload type: a peer may switch between the offered laws.
-        self.jitter.push(packet.timestamp, codec.decode(packet.payload), now)
+        self.jitter.push_encoded(packet.timestamp, packet.payload, codec.decode_table, now)
         if self._relay is not None:
             if codec is not self._relay.source_codec:
                 self._relay.source_codec = codec
@@ -153,9 +164,45 @@ class MediaLeg:
                 relay.append(relayed)
         return Received(verdict, (), tuple(relay))
 
+    def receive_wire(self, data: bytes, source: Address, now: float) -> bytes | NotSimple | None:
+        """The per-packet fast path for the commonest datagram: plain G.711 audio (RFC 3550 fixed
+        header only: V=2, no padding, extension or CSRCs) of a payload type we decode.
+
+        Does exactly what ``receive(parse_datagram(data), source, now)`` does for such a packet,
+        without building an :class:`RtpPacket`, and returns the relayed packet's wire bytes (or
+        None: not accepted, or not bridged). Anything else (telephone-events, RTCP, CSRCs, an
+        unknown payload type, malformed data) returns :data:`NOT_SIMPLE`: the caller takes the
+        general path. tests/unit/rtp/test_rtp_leg.py proves both paths equal.
+        """
+        if len(data) < RTP_HEADER_LEN or data[0] != 0x80:
+            return NOT_SIMPLE
+        second = data[1]
+        payload_type = second & 0x7F
+        # RTCP (second octet 192..223) has payload-type bits 64..95: never a G.711 type, so it
+        # falls through to the general path like every other unknown type.
+        codec = _CODEC_BY_PT.get(payload_type)
+        if codec is None or payload_type in self.receiver.event_payload_types:
+            return NOT_SIMPLE
+        _, _, sequence, timestamp, ssrc = FIXED_HEADER.unpack_from(data)
+        if self.receiver.receive_header(ssrc, sequence, timestamp, payload_type, source, now) is not Verdict.ACCEPTED:
+            return None
+        payload = data[RTP_HEADER_LEN:]
+        self.jitter.push_encoded(timestamp, payload, codec.decode_table, now)
+        relay = self._relay
+        if relay is None:
+            return None
+        if codec is not relay.source_codec:
+            relay.source_codec = codec
+        return relay.relay_wire(payload_type, sequence, timestamp, ssrc, bool(second & 0x80), payload, now)
+
     def pull_frame(self, now: float) -> PlayoutFrame:
         """This tick's 20 ms of received audio for the detectors (call once per 20 ms)."""
         return self.jitter.pull(now)
+
+    def pull_encoded(self, now: float) -> Frame:
+        """:meth:`pull_frame`'s samples, possibly still G.711 (:class:`EncodedFrame`): the engine
+        decodes all legs' frames of a tick in one pass. Call instead of pull_frame, not as well."""
+        return self.jitter.pull_frame(now)[0]
 
     def inband_key(self, key: str, now: float, *, started_at: float | None = None) -> KeyPress | None:
         """The in-band DTMF detector reported ``key``: a new press, or None for a duplicate.

@@ -28,6 +28,7 @@ MAX_SEQ = 1 << 16
 MAX_TIMESTAMP = 1 << 32
 
 _HEADER = struct.Struct("!BBHII")
+FIXED_HEADER = _HEADER  # the 12 fixed octets: V/P/X/CC, M/PT, sequence, timestamp, SSRC
 
 
 class DropReason(enum.StrEnum):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr.rtp.g711 import Codec, transcode
-from ivr.rtp.packet import MAX_SEQ, MAX_TIMESTAMP, RtpPacket
+from ivr.rtp.packet import FIXED_HEADER, MAX_SEQ, MAX_TIMESTAMP, RtpPacket
 from ivr.rtp.session import RtpSender
 
 
@@ -67,47 +67,63 @@ class MediaRelay:
 
         Stops the outgoing leg's paced sender (a leg hears either prompts or the other party).
         """
-        if self.source_event_pt is not None and packet.payload_type == self.source_event_pt:
+        mapped = self._map(packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc, packet.marker,
+                           packet.payload, now)
+        if mapped is None:
+            return None
+        payload_type, sequence, timestamp, payload, marker = mapped
+        return RtpPacket(payload_type=payload_type, sequence=sequence, timestamp=timestamp, ssrc=self.out.ssrc,
+                         payload=payload, marker=marker)
+
+    def relay_wire(self, payload_type: int, sequence: int, timestamp: int, ssrc: int, marker: bool,
+                   payload: bytes, now: float) -> bytes | None:
+        """:meth:`relay` for a packet given by its header fields, straight to the wire bytes.
+
+        The engine's per-packet fast path: no :class:`RtpPacket` in or out, one precompiled
+        header pack. Byte for byte what ``relay(packet).to_bytes()`` gives (a relayed packet never
+        carries CSRCs, an extension or padding: RFC 3550 section 5.1 with CC=0, X=0, P=0).
+        """
+        mapped = self._map(payload_type, sequence, timestamp, ssrc, marker, payload, now)
+        if mapped is None:
+            return None
+        out_type, out_seq, out_ts, out_payload, out_marker = mapped
+        return FIXED_HEADER.pack(0x80, (0x80 | out_type) if out_marker else out_type, out_seq, out_ts,
+                            self.out.ssrc) + out_payload
+
+    def _map(self, payload_type: int, sequence: int, timestamp: int, ssrc: int, marker: bool, payload: bytes,
+             now: float) -> tuple[int, int, int, bytes, bool] | None:
+        """The relayed packet's (payload type, sequence, timestamp, payload, marker), or None."""
+        if self.source_event_pt is not None and payload_type == self.source_event_pt:
             if self.out.telephone_event_pt is None:
                 self._dropped += 1
                 return None
-            payload_type = self.out.telephone_event_pt
-            payload = packet.payload
-        elif packet.payload_type == self.source_codec.payload_type:
-            payload_type = self.out.codec.payload_type
-            payload = transcode(packet.payload, self.source_codec, self.out.codec)
-            if not self.passthrough:
+            out_type = self.out.telephone_event_pt
+        elif payload_type == self.source_codec.payload_type:
+            out_type = self.out.codec.payload_type
+            if self.source_codec is not self.out.codec:
+                payload = transcode(payload, self.source_codec, self.out.codec)
                 self._transcoded += 1
         else:
             self._dropped += 1
             return None
-        if self.out.running:
-            self.out.stop()
-        if (
-            packet.ssrc != self._in_ssrc
-            or self._expected_next_seq is None
-            or self.out.next_sequence != self._expected_next_seq
-        ):
-            self._reanchor(packet, now)
-        marker = packet.marker or self._marker_next
+        out = self.out
+        if out.running:
+            out.stop()
+        if ssrc != self._in_ssrc or self._expected_next_seq is None or out.next_sequence != self._expected_next_seq:
+            self._reanchor(ssrc, sequence, timestamp, now)
+        marker = marker or self._marker_next
         self._marker_next = False
-        relayed = RtpPacket(
-            payload_type=payload_type,
-            sequence=(packet.sequence + self._seq_offset) % MAX_SEQ,
-            timestamp=(packet.timestamp + self._ts_offset) % MAX_TIMESTAMP,
-            ssrc=self.out.ssrc,
-            payload=payload,
-            marker=marker,
-        )
-        self.out.note_relayed(relayed, now)
-        self._expected_next_seq = self.out.next_sequence
+        out_seq = (sequence + self._seq_offset) % MAX_SEQ
+        out_ts = (timestamp + self._ts_offset) % MAX_TIMESTAMP
+        out.note_relayed_header(out_seq, out_ts, len(payload), now)
+        self._expected_next_seq = out.next_sequence
         self._relayed += 1
-        return relayed
+        return out_type, out_seq, out_ts, payload, marker
 
-    def _reanchor(self, packet: RtpPacket, now: float) -> None:
-        self._in_ssrc = packet.ssrc
-        self._seq_offset = (self.out.next_sequence - packet.sequence) % MAX_SEQ
-        self._ts_offset = (self.out.next_timestamp(now) - packet.timestamp) % MAX_TIMESTAMP
+    def _reanchor(self, ssrc: int, sequence: int, timestamp: int, now: float) -> None:
+        self._in_ssrc = ssrc
+        self._seq_offset = (self.out.next_sequence - sequence) % MAX_SEQ
+        self._ts_offset = (self.out.next_timestamp(now) - timestamp) % MAX_TIMESTAMP
         self._marker_next = True
         self._reanchors += 1
 

@@ -271,13 +271,17 @@ class RtpSender:
     def note_relayed(self, packet: RtpPacket, now: float) -> None:
         """Account for a packet the relay sent on this (stopped) stream, so that paced sending
         continues after it with increasing sequence numbers and timestamps."""
-        if seq_diff(packet.sequence, self._seq) >= 0:
-            self._seq = (packet.sequence + 1) % MAX_SEQ
+        self.note_relayed_header(packet.sequence, packet.timestamp, len(packet.payload), now)
+
+    def note_relayed_header(self, sequence: int, timestamp: int, payload_octets: int, now: float) -> None:
+        """:meth:`note_relayed` from the header fields (the relay's wire fast path)."""
+        if seq_diff(sequence, self._seq) >= 0:
+            self._seq = (sequence + 1) % MAX_SEQ
         self._packets += 1
-        self._octets += len(packet.payload)
-        self._last_timestamp = packet.timestamp
+        self._octets += payload_octets
+        self._last_timestamp = timestamp
         if self._anchor is None:
-            slots = ((packet.timestamp - self._ts0) % MAX_TIMESTAMP) // self.frame_samples
+            slots = ((timestamp - self._ts0) % MAX_TIMESTAMP) // self.frame_samples
             self._slot_base = slots + 1
             self._resume_ref = now + self.ptime_ms / 1000
 
@@ -448,27 +452,33 @@ class RtpReceiver:
         """Account for one packet; only ACCEPTED packets should reach the jitter buffer or the
         telephone-event receiver. Packets from a new SSRC in probation are accepted for media
         (dropping the first word of a stream helps nobody) but do not latch."""
+        return self.receive_header(packet.ssrc, packet.sequence, packet.timestamp, packet.payload_type, source, now)
+
+    def receive_header(self, ssrc: int, sequence: int, timestamp: int, payload_type: int, source: Address,
+                       now: float) -> Verdict:
+        """:meth:`receive` from the header fields alone (the engine's per-packet fast path builds no
+        :class:`RtpPacket`); the one implementation of both."""
         if not self._source_allowed(source):
             self.rejected[Verdict.WRONG_SOURCE] += 1
             return Verdict.WRONG_SOURCE
-        state = self._sources.get(packet.ssrc)
+        state = self._sources.get(ssrc)
         if state is None:
-            state = SourceState(packet.ssrc, first_at=now, last_at=now)
-            state.max_seq = (packet.sequence - 1) % MAX_SEQ  # A.1: new source, probation
-            self._sources[packet.ssrc] = state
-        was_valid = state.valid
-        in_sequence = state.update_seq(packet.sequence)
+            state = SourceState(ssrc, first_at=now, last_at=now)
+            state.max_seq = (sequence - 1) % MAX_SEQ  # A.1: new source, probation
+            self._sources[ssrc] = state
+        was_valid = state.probation == 0
+        in_sequence = state.update_seq(sequence)
         if not in_sequence and was_valid:
             self.rejected[Verdict.INVALID_SEQUENCE] += 1
             return Verdict.INVALID_SEQUENCE
         state.last_at = now
-        state.payload_types.add(packet.payload_type)
+        state.payload_types.add(payload_type)
         self.last_packet_at = now
         self.packets_received += 1
-        if packet.payload_type not in self.event_payload_types:
+        if payload_type not in self.event_payload_types:
             # A.8: transit time in timestamp units; telephone-events repeat one timestamp, so skip them.
             arrival = round(now * SAMPLE_RATE_HZ)
-            transit = arrival - packet.timestamp
+            transit = arrival - timestamp
             if state.transit is not None:
                 d = abs(transit - state.transit)
                 if d < MAX_TIMESTAMP // 2:

@@ -1,7 +1,7 @@
 """``ivr replay CALL_FOLDER`` re-runs the detectors over the legs' WAVs (issue 6 point 4).
 
 The folder is built as the engine leaves one: the journal and record of a call, both legs' audio,
-and ``detections.jsonl`` written by the streaming 32-row bank on the engine's frame clock. The
+and ``detections.jsonl`` written by the streaming bank (as tall as the engine's) on the engine's frame clock. The
 replay's whole-recording path must find exactly those events, and say so when they differ.
 """
 

@@ -2,7 +2,7 @@
 
 Equality here is strict: the same events (dataclass equality, so every float bit for bit), reported
 at the same frame, in the same order, and the same ``ivr detect`` JSON; for a 1-row bank
-(DetectorBank, ``ivr detect``) and for a row of the engine's 32-row banks (``ivr replay``).
+(DetectorBank, ``ivr detect``) and for a row of the engine's banks (DETECTOR_BANK_ROWS rows) (``ivr replay``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.corpus.conversation import ConversationMaker
-from ivr.detect import synth
+from ivr.detect import DETECTOR_BANK_ROWS, synth
 from ivr.detect.audio import load_8k
 from ivr.detect.bank import BatchedDetectorBank, detect_samples
 from ivr.detect.config import DetectorConfigs, HookflashConfig, NoiseConfig, SilenceConfig
@@ -101,14 +101,14 @@ def conversation_with_flashes(seed: int, events: int) -> npt.NDArray[np.int16]:
     return np.concatenate([*parts, maker.household(40.0)])
 
 
-@pytest.mark.parametrize("rows", [1, 32])
+@pytest.mark.parametrize("rows", [1, 32, DETECTOR_BANK_ROWS])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_offline_equals_streaming_on_call_progress_tones_keys_and_static(name: str, rows: int) -> None:
     """Dial, ringback, busy, reorder, SIT, call waiting, 16 keys, static, clicks: same events."""
     assert assert_same(call_progress_and_keys(7), CONFIGS[name], rows, name) > 20
 
 
-@pytest.mark.parametrize("rows", [1, 32])
+@pytest.mark.parametrize("rows", [1, 32, DETECTOR_BANK_ROWS])
 def test_offline_equals_streaming_on_three_way_and_call_waiting_conversations(rows: int) -> None:
     """The three-way benchmark's calls (flash, dial tone, dialled keys, ringback, call waiting)."""
     pcm = conversation_with_flashes(11, 8)
@@ -119,10 +119,10 @@ def test_offline_equals_streaming_on_three_way_and_call_waiting_conversations(ro
 @pytest.mark.parametrize("language", ["en", "es"])
 def test_offline_equals_streaming_on_the_prompts(language: str) -> None:
     """Every English and Spanish prompt (espeak-ng speech), on a row of an engine bank."""
-    assert assert_same(prompts(language), ALL_ON, 32, language) > 10
+    assert assert_same(prompts(language), ALL_ON, DETECTOR_BANK_ROWS, language) > 10
 
 
-@pytest.mark.parametrize("rows", [1, 32])
+@pytest.mark.parametrize("rows", [1, 32, DETECTOR_BANK_ROWS])
 def test_offline_equals_streaming_on_recorded_talkoff_speech(rows: int) -> None:
     """tests/data/audio: the talk-off recordings, straight and 10 dB louder."""
     for path in sorted((ROOT / "tests" / "data" / "audio").glob("*.wav")):
@@ -139,7 +139,7 @@ def test_offline_equals_streaming_on_real_speech_from_alsa_utils() -> None:
     """Real recorded voice (alsa-utils' test sounds), one after the other."""
     pcm = np.concatenate([load_8k(p) for p in ALSA])
     for name in sorted(CONFIGS):
-        assert_same(pcm, CONFIGS[name], 32, name)
+        assert_same(pcm, CONFIGS[name], DETECTOR_BANK_ROWS, name)
 
 
 # -- Hypothesis: random sequences of everything the detectors react to ------------------------------
@@ -193,7 +193,7 @@ def configs(draw: st.DrawFn) -> DetectorConfigs:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(signals(), configs(), st.sampled_from([1, 32]))
+@given(signals(), configs(), st.sampled_from([1, 32, DETECTOR_BANK_ROWS]))
 def test_offline_equals_streaming_on_generated_signals(pcm: npt.NDArray[np.int16], cfg: DetectorConfigs,
                                                        rows: int) -> None:
     """Random keys, tones, clicks, static, pauses and lost packets at random levels: same events."""
@@ -230,7 +230,7 @@ def frame_runs(draw: st.DrawFn) -> npt.NDArray[np.int16]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame_runs(), configs(), st.sampled_from([1, 32]))
+@given(frame_runs(), configs(), st.sampled_from([1, 32, DETECTOR_BANK_ROWS]))
 def test_offline_equals_streaming_on_frame_aligned_runs(pcm: npt.NDArray[np.int16], cfg: DetectorConfigs,
                                                         rows: int) -> None:
     """Runs of whole frames of each tone class, keys, clicks, static, voice and silence: same events."""
@@ -274,4 +274,4 @@ def test_offline_equals_streaming_on_the_benchmarks_fifteen_minute_call() -> Non
     from bench.replay import conversation
 
     for seed, first in ((1, True), (2, False)):
-        assert_same(conversation(900, seed, first), DetectorConfigs(), 32, f"leg {seed}")
+        assert_same(conversation(900, seed, first), DetectorConfigs(), DETECTOR_BANK_ROWS, f"leg {seed}")

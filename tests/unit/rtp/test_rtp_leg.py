@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from ivr.rtp.g711 import Codec
 from ivr.rtp.jitter import FrameKind
 from ivr.rtp.keys import KeyPress
-from ivr.rtp.leg import MediaLeg, RemoteMedia
-from ivr.rtp.packet import RtpPacket
+from ivr.rtp.leg import NOT_SIMPLE, MediaLeg, RemoteMedia
+from ivr.rtp.packet import RtpPacket, parse_datagram
 from ivr.rtp.rfc4733 import KeyEnded, TelephoneEventPayload
 from ivr.rtp.session import Verdict
 from ivr.types import KeySource, Leg
@@ -147,3 +147,91 @@ def test_held_key_inband_report_at_tone_end_counts_once() -> None:
     presses = [e for p in key_packets(1, 1, 0)[:1] for e in leg.receive(p, CALLED, 1.0).events]
     assert len(presses) == 1
     assert leg.inband_key("1", 1.9, started_at=1.0 + leg.jitter.delay_s) is None
+
+
+# -- the per-packet fast path (receive_wire) equals the general path --------------------------
+
+
+def _general(leg: MediaLeg, data: bytes, source: tuple[str, int], now: float) -> tuple[list[bytes], list[object]]:
+    """What the engine did before the fast path: parse, receive, serialize the relayed packets."""
+    parsed = parse_datagram(data)
+    if not isinstance(parsed, RtpPacket):
+        return [], []
+    received = leg.receive(parsed, source, now)
+    return [p.to_bytes() for p in received.relay], list(received.events)
+
+
+def _fast(leg: MediaLeg, data: bytes, source: tuple[str, int], now: float) -> tuple[list[bytes], list[object]]:
+    """The engine now: receive_wire first, the general path for what it declines."""
+    out = leg.receive_wire(data, source, now)
+    if out is NOT_SIMPLE:
+        return _general(leg, data, source, now)
+    return ([out] if isinstance(out, bytes) else []), []
+
+
+def _bridged_pair(out_codec: Codec) -> tuple[MediaLeg, MediaLeg]:
+    fac = make(Leg.FACILITY, FAC)
+    called = make(Leg.CALLED, CALLED, codec=out_codec)
+    fac.bridge_to(called)
+    return fac, called
+
+
+def _state(leg: MediaLeg, other: MediaLeg) -> tuple[object, ...]:
+    rx = leg.receiver
+    sources = [(s.ssrc, s.max_seq, s.cycles, s.received, s.probation, s.transit, s.jitter, sorted(s.payload_types))
+               for s in rx.sources]
+    relay = leg.relay
+    return (rx.packets_received, rx.last_packet_at, dict(rx.rejected), sources, leg.jitter.stats(),
+            leg.unknown_payload_types, other.sender.next_sequence, other.sender.stats(),
+            other.sender.last_timestamp, other.sender.running, relay.stats() if relay else None)
+
+
+_datagram = st.one_of(
+    # plain audio, either law, any numbering, marker or not (the fast path's case)
+    st.tuples(st.sampled_from([0, 8]), st.integers(0, 40), st.integers(0, 40), st.sampled_from([77, 78]),
+              st.booleans(), st.integers(0, 200)).map(
+        lambda t: RtpPacket(t[0], (65530 + t[1]) % 65536, (4294960000 + 160 * t[2]) % 2**32, t[3], bytes([t[5]]) * 160,
+                            t[4]).to_bytes()),
+    # telephone-events, CSRCs, padding, unknown types, RTCP, garbage: the general path's cases
+    st.tuples(st.integers(0, 20), st.integers(0, 40)).map(
+        lambda t: key_packets(t[0] % 16, t[1], 1600)[t[1] % 5].to_bytes()),
+    st.tuples(st.integers(0, 40), st.sampled_from([(1,), (), (2, 3)]), st.integers(0, 3)).map(
+        lambda t: RtpPacket(0, t[0], 160 * t[0], 77, b"\x7f" * 160, csrcs=t[1], padding_len=t[2]).to_bytes()),
+    st.sampled_from([RtpPacket(13, 5, 800, 77, b"\x40").to_bytes(), b"\x81\xc8\x00\x06" + bytes(24), b"\x80\x00",
+                     b"\x00" * 20, RtpPacket(96, 1, 0, 77, b"xy").to_bytes()]),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([Codec.PCMU, Codec.PCMA]),
+       st.lists(st.tuples(_datagram, st.sampled_from([FAC, ("127.0.0.1", 31000), ("10.0.0.9", 30000)]),
+                          st.integers(0, 3)), max_size=60))
+def test_fast_path_equals_the_general_path(out_codec: Codec, items: list[tuple[bytes, tuple[str, int], int]]) -> None:
+    """Every datagram (audio, keys, RTCP, CSRCs, garbage; any source; reordered, wrapping numbers):
+    receive_wire + fallback relays the same bytes, reports the same events and leaves the same
+    receiver, jitter buffer, relay and outgoing-stream state as parse + receive + to_bytes."""
+    ref, ref_other = _bridged_pair(out_codec)
+    new, new_other = _bridged_pair(out_codec)
+    now = 1.0
+    for data, source, step in items:
+        now += 0.01 * step
+        assert _fast(new, data, source, now) == _general(ref, data, source, now)
+        assert _state(new, new_other) == _state(ref, ref_other)
+        if step == 3:  # a tick: the detectors' frame is the same too
+            a, b = new.pull_frame(now), ref.pull_frame(now)
+            assert a.kind is b.kind and np.array_equal(a.samples, b.samples)
+
+
+def test_fast_path_declines_what_it_does_not_handle() -> None:
+    """Telephone-events, CSRCs, RTCP and unknown payload types are left to the general path."""
+    leg = make(Leg.CALLED, CALLED)
+    declined = [key_packets(1, 10, 1600)[0].to_bytes(),
+                RtpPacket(0, 1, 160, 77, b"\xff" * 160, csrcs=(5,)).to_bytes(),
+                b"\x81\xc9\x00\x01" + bytes(4),
+                RtpPacket(13, 1, 160, 77, b"\x40").to_bytes()]
+    for data in declined:
+        assert leg.receive_wire(data, CALLED, 1.0) is NOT_SIMPLE
+    assert leg.receiver.packets_received == 0  # declining touches no state
+    assert leg.receive_wire(audio(1, 160).to_bytes(), CALLED, 1.0) is None  # accepted, not bridged
+    assert leg.receiver.packets_received == 1
