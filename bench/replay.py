@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr.call.journal import journal_lines
 from ivr.call.machine import CallMachine
+from ivr.detect import DETECTOR_BANK_ROWS
 from ivr.detect.bank import BatchedDetectorBank
 from ivr.detect.config import DetectorConfigs
 from ivr.log import configure
@@ -69,10 +70,10 @@ def write_wav(path: Path, pcm: np.ndarray) -> None:
 
 
 def live_detections(leg: str, pcm: np.ndarray, origin_ms: int, configs: DetectorConfigs) -> list[dict[str, object]]:
-    """What the engine writes to detections.jsonl for one leg (32-row bank, frame clock)."""
-    bank = BatchedDetectorBank(32, configs)
+    """What the engine writes to detections.jsonl for one leg (a bank as tall as the engine's, frame clock)."""
+    bank = BatchedDetectorBank(DETECTOR_BANK_ROWS, configs)
     bank.reset_row(0, origin_ms)
-    block = np.zeros((32, 160), dtype=np.int16)
+    block = np.zeros((DETECTOR_BANK_ROWS, 160), dtype=np.int16)
     out: list[dict[str, object]] = []
     frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
     for k, frame in enumerate(frames):
