@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -22,17 +22,13 @@ from ledger.store import (
     CallRow,
     DuplicateKeyError,
     NumberRow,
-    PayerView,
     R,
     Row,
-    TransferRow,
-    payer_view_steps,
-    place_hold_steps,
-    resolve_hold_steps,
+    StepwiseComposites,
 )
 
 
-class _MemoryTx:
+class _MemoryTx(StepwiseComposites):
     def __init__(self, tables: dict[type[Any], dict[Any, Any]], counters: dict[type[Any], int]) -> None:
         self.tables = dict(tables)  # references; a table is copied by _writable before its first change
         self.counters = counters
@@ -135,34 +131,6 @@ class _MemoryTx:
             if call.status == "held" and call.hold_expires_at < now
         ]
 
-    def payer_view(self, number: str, call_id: str) -> PayerView:
-        return payer_view_steps(self, number, call_id)
-
-    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
-        placed = place_hold_steps(self, hold, call, require_cover=require_cover)
-        return lambda: placed
-
-    def resolve_hold(
-        self,
-        call_id: str,
-        account_id: str,
-        transfers: list[TransferRow],
-        *,
-        debits_pending: int,
-        debits_posted: int,
-        last_activity_at: datetime | None,
-        **call_fields: Any,
-    ) -> None:
-        resolve_hold_steps(
-            self,
-            call_id,
-            account_id,
-            transfers,
-            debits_pending=debits_pending,
-            debits_posted=debits_posted,
-            last_activity_at=last_activity_at,
-            **call_fields,
-        )
 
 
 class MemoryStore:

@@ -45,10 +45,8 @@ from ledger.store import (
     RefundRow,
     Row,
     StatementsLostError,
+    StepwiseComposites,
     TransferRow,
-    payer_view_steps,
-    place_hold_steps,
-    resolve_hold_steps,
 )
 
 TABLES: dict[type[Any], Table] = {
@@ -350,7 +348,7 @@ def _dialect(name: str) -> _Dialect:
     return found
 
 
-class _SqlTx:
+class _SqlTx(StepwiseComposites):
     """One transaction on a DBAPI connection (the store begins and ends it)."""
 
     def __init__(self, cursor: Any, dialect: _Dialect, integrity_error: type[Exception]) -> None:
@@ -449,34 +447,6 @@ class _SqlTx:
     def expired_holds(self, now: datetime) -> list[str]:
         return [str(r[0]) for r in self._run(self.d.expired_holds, {"now": now}).fetchall()]
 
-    def payer_view(self, number: str, call_id: str) -> PayerView:
-        return payer_view_steps(self, number, call_id)
-
-    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
-        placed = place_hold_steps(self, hold, call, require_cover=require_cover)
-        return lambda: placed
-
-    def resolve_hold(
-        self,
-        call_id: str,
-        account_id: str,
-        transfers: list[TransferRow],
-        *,
-        debits_pending: int,
-        debits_posted: int,
-        last_activity_at: datetime | None,
-        **call_fields: Any,
-    ) -> None:
-        resolve_hold_steps(
-            self,
-            call_id,
-            account_id,
-            transfers,
-            debits_pending=debits_pending,
-            debits_posted=debits_posted,
-            last_activity_at=last_activity_at,
-            **call_fields,
-        )
 
 
 class _Prepared:

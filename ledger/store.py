@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +342,42 @@ def resolve_hold_steps(
     )
     tx.insert_many(list(transfers))
     tx.update(CallRow, call_id, **call_fields)
+
+class StepwiseComposites:
+    """The composite Tx steps run one primitive call at a time (memory and SQLite transactions).
+
+    Mixed into a class that implements the rest of :class:`Tx`; PostgreSQL's transaction has its
+    own one-statement versions instead."""
+
+    def payer_view(self, number: str, call_id: str) -> PayerView:
+        return payer_view_steps(cast(Tx, self), number, call_id)
+
+    def place_hold(self, hold: TransferRow, call: CallRow, *, require_cover: bool) -> Callable[[], bool]:
+        placed = place_hold_steps(cast(Tx, self), hold, call, require_cover=require_cover)
+        return lambda: placed
+
+    def resolve_hold(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> None:
+        resolve_hold_steps(
+            cast(Tx, self),
+            call_id,
+            account_id,
+            transfers,
+            debits_pending=debits_pending,
+            debits_posted=debits_posted,
+            last_activity_at=last_activity_at,
+            **call_fields,
+        )
+
 
 class Store(Protocol):
     def write(self) -> AbstractContextManager[Tx]: ...
