@@ -28,11 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr.call.journal import journal_lines
 from ivr.call.machine import CallMachine
-from ivr.detect import DETECTOR_BANK_ROWS
-from ivr.detect.bank import BatchedDetectorBank
 from ivr.detect.config import DetectorConfigs
 from ivr.log import configure
-from ivr.replay import check_detections, load_flow, run_flow
+from ivr.replay import check_detections, load_flow, run_flow, streaming_detections
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = 8000
@@ -70,18 +68,13 @@ def write_wav(path: Path, pcm: np.ndarray) -> None:
 
 
 def live_detections(leg: str, pcm: np.ndarray, origin_ms: int, configs: DetectorConfigs) -> list[dict[str, object]]:
-    """What the engine writes to detections.jsonl for one leg (a bank as tall as the engine's, frame clock)."""
-    bank = BatchedDetectorBank(DETECTOR_BANK_ROWS, configs)
-    bank.reset_row(0, origin_ms)
-    block = np.zeros((DETECTOR_BANK_ROWS, 160), dtype=np.int16)
-    out: list[dict[str, object]] = []
+    """What the engine writes to detections.jsonl for one leg: the streaming bank on the frame clock."""
     frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
-    for k, frame in enumerate(frames):
-        block[0] = frame
-        for event in bank.feed(block, origin_ms + 20 * k)[0]:
-            entry: dict[str, object] = {"leg": leg, "origin_ms": origin_ms, "frame": k, "kind": type(event).__name__}
-            entry.update(event.to_json())
-            out.append(entry)
+    out: list[dict[str, object]] = []
+    for k, event in streaming_detections(frames, origin_ms, configs):
+        entry: dict[str, object] = {"leg": leg, "origin_ms": origin_ms, "frame": k, "kind": type(event).__name__}
+        entry.update(event.to_json())
+        out.append(entry)
     return out
 
 

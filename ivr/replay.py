@@ -261,7 +261,7 @@ def check_detections(folder: Path, plan: Dialplan, *, streaming: bool = False) -
         frames[leg] = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
     replayed: list[dict[str, Any]] = []
     for leg in legs:
-        found = _streaming_detections(frames[leg], origins[leg], configs) if streaming else \
+        found = streaming_detections(frames[leg], origins[leg], configs) if streaming else \
             _offline_detections(frames[leg], configs)
         for k, event in found:
             entry: dict[str, Any] = {"leg": leg, "origin_ms": origins[leg], "frame": k, "kind": type(event).__name__}
@@ -287,7 +287,7 @@ def _offline_detections(frames: Any, configs: Any) -> list[tuple[int, Any]]:
     return detect_frames(frames, configs, rows=ENGINE_BANK_ROWS)
 
 
-def _streaming_detections(frames: Any, origin_ms: int, configs: Any) -> list[tuple[int, Any]]:
+def streaming_detections(frames: Any, origin_ms: int, configs: Any) -> list[tuple[int, Any]]:
     """The live path: the leg on row 0 of a bank as tall as the engine's, fed frame by frame."""
     import numpy as np
 

@@ -19,7 +19,7 @@ from ivr.call.journal import journal_lines
 from ivr.call.machine import CallMachine
 from ivr.cli import main
 from ivr.detect import synth
-from ivr.replay import _streaming_detections, check_detections, load_flow
+from ivr.replay import check_detections, load_flow, streaming_detections
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "tests" / "data" / "flows" / "lim1-time-limit-with-warnings.jsonl"
@@ -62,7 +62,7 @@ def call_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pcm = leg_audio(seed)
         write_wav(folder / f"{leg}.wav", pcm)
         frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160)
-        for k, event in _streaming_detections(frames, origin_ms, flow.dialplan.detectors):
+        for k, event in streaming_detections(frames, origin_ms, flow.dialplan.detectors):
             entry = {"leg": leg, "origin_ms": origin_ms, "frame": k, "kind": type(event).__name__}
             entry.update(event.to_json())
             lines.append(json.dumps(entry, sort_keys=True))
