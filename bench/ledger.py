@@ -7,8 +7,9 @@ Writers are processes (the GIL would otherwise be the limit), each on its own pr
 (different families calling at once); one extra row puts 8 writers on a single hot account, and
 one runs 8 threads in one process on SQLite (how the engine calls it).
 A cycle is what one accepted call costs the ledger: authorize (re-check every BLK rule, pending
-hold) then settle (post, release, distribute taxes) = 2 transactions. pgbench's TPC-B-like
-transaction is 5 statements in 1 transaction; the ratio compares the two on the same server.
+hold) then settle (post, release, distribute taxes) = 2 transactions, 3 round trips on PostgreSQL.
+pgbench's TPC-B-like transaction is
+5 statements in 1 transaction; the ratio compares the two on the same server.
 Prints one table. Cleans up its scratch schema, database and files.
 """
 

@@ -6,9 +6,11 @@ pool, migrations stay SQLAlchemy/Alembic). Concurrency: PostgreSQL locks the acc
 UPDATE (DESIGN.md section 6); SQLite write transactions start with ``BEGIN IMMEDIATE`` (one writer
 at a time, readers in WAL mode never block).
 
-PostgreSQL's hot path (issue 5's benchmark goal): authorize and settle each take two round trips,
-[BEGIN; the reads under the lock] then [the writes; COMMIT], as prepared statements in one simple
-query (``_PgTx``); SQLite and memory run the same steps one primitive call at a time
+PostgreSQL's hot path (issue 5's benchmark goal): authorize takes two round trips, [BEGIN; the
+reads under the lock] then [the writes; COMMIT]; settle of a call the same instance authorized takes
+one, [BEGIN; the writes, only if the call is still held; COMMIT] (a call settled or voided elsewhere
+meanwhile goes the locked two-round-trip way). Prepared statements in one simple query each
+(``_PgTx``); SQLite and memory run the same steps one primitive call at a time
 (``ledger.store.*_steps``), and every backend test runs on all three.
 """
 
@@ -43,6 +45,7 @@ from ledger.store import (
     PaymentMethodRow,
     R,
     RefundRow,
+    RetryableError,
     Row,
     StatementsLostError,
     StepwiseComposites,
@@ -232,7 +235,7 @@ class _Dialect:
             f"SELECT {call_cols} FROM b, json_populate_record(NULL::calls, {self.p('row')})"
         )
         self.place_hold_uncovered = self.place_hold.replace(self.balance_covered, self.balance, 1)
-        self.resolve: dict[tuple[bool, tuple[str, ...]], str] = {}
+        self.resolve: dict[tuple[bool, tuple[str, ...], str], str] = {}  # (touch, fields, kind)
         self._prepared: dict[str, _Prepared] = {}
         # SQL types of the parameters of the prepared statements (PREPARE), by parameter name.
         self.param_types: dict[str, str] = {"k": "text", "dpe": "bigint", "dpo": "bigint", "cpo": "bigint"}
@@ -253,17 +256,37 @@ class _Dialect:
     def resolve_sql(self, touch: bool, fields: tuple[str, ...]) -> str:
         """Settle/void in one statement: the counters, the transfers (a JSON array), the call's
         ``fields`` (a JSON object)."""
-        sql = self.resolve.get((touch, fields))
+        sql = self.resolve.get((touch, fields, "any"))
         if sql is None:
             balance = self.balance_touch if touch else self.balance
             names = ", ".join(self.columns[TransferRow])
             sets = ", ".join(fields)
-            sql = self.resolve[(touch, fields)] = (
+            sql = self.resolve[(touch, fields, "any")] = (
                 f"WITH b AS ({balance}), t AS (INSERT INTO transfers ({names}) "
                 f"SELECT {names} FROM json_populate_recordset(NULL::transfers, {self.p('rows')})) "
                 f"UPDATE calls SET ({sets}) = "
                 f"(SELECT {sets} FROM json_populate_record(NULL::calls, {self.p('fields')})) "
                 f"WHERE call_id = {self.p('call')}"
+            )
+        return sql
+
+    def resolve_held_sql(self, touch: bool, fields: tuple[str, ...]) -> str:
+        """``resolve_sql`` only if the call is still held, in one statement that returns one row when
+        it wrote. The call's row is updated (and locked) first, its account's after: the order in
+        which ``lock_call`` locks them, so the two never wait on each other crosswise."""
+        sql = self.resolve.get((touch, fields, "held"))
+        if sql is None:
+            balance = self.balance_touch if touch else self.balance
+            names = ", ".join(self.columns[TransferRow])
+            sets = ", ".join(fields)
+            sql = self.resolve[(touch, fields, "held")] = (
+                f"WITH c AS (UPDATE calls SET ({sets}) = "
+                f"(SELECT {sets} FROM json_populate_record(NULL::calls, {self.p('fields')})) "
+                f"WHERE call_id = {self.p('call')} AND status = 'held' RETURNING 1), "
+                f"b AS ({balance} AND EXISTS (SELECT 1 FROM c)), "
+                f"t AS (INSERT INTO transfers ({names}) "
+                f"SELECT {names} FROM c, json_populate_recordset(NULL::transfers, {self.p('rows')})) "
+                "SELECT 1 FROM c"
             )
         return sql
 
@@ -489,8 +512,9 @@ class _PgTx(_SqlTx):
     """A PostgreSQL transaction in as few round trips as the statements allow (psycopg in autocommit
     mode; we send BEGIN and COMMIT). The hot steps are prepared statements sent as one simple query
     each with the BEGIN before them or the COMMIT after them: authorize is [BEGIN; account lock with
-    its blocks; the call] then [hold; COMMIT], settle [BEGIN; call lock] then [post...; COMMIT]:
-    4 round trips a cycle instead of 9. Writes whose result nobody waits for are queued and go with
+    its blocks; the call] then [hold; COMMIT], settle [BEGIN; post... if still held; COMMIT] (or,
+    for a call this instance did not authorize, [BEGIN; call lock] then [post...; COMMIT]):
+    3 round trips a cycle instead of 9. Writes whose result nobody waits for are queued and go with
     the next round trip; every other statement runs as before (extended protocol, bound parameters)
     after them."""
 
@@ -545,6 +569,8 @@ class _PgTx(_SqlTx):
         except psycopg.errors.InvalidSqlStatementName as exc:  # someone's ROLLBACK made psycopg DEALLOCATE ALL
             self.prepared.clear()
             raise StatementsLostError(str(exc)) from exc
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            raise RetryableError(str(exc)) from exc  # the server rolled it back: run it again
         for slot in slots:
             if slot is not None:
                 slot.append(int(self.client.rowcount))
@@ -618,6 +644,34 @@ class _PgTx(_SqlTx):
         params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
         stmt = self._statement(d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields))))
         self.pending.append((stmt.execute, stmt.values(params), None))  # goes with the COMMIT
+
+    def resolve_held(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> Callable[[], bool]:
+        d = self.d
+        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
+        if last_activity_at is not None:
+            params["seen"] = d.bind(last_activity_at)
+        rows = d.json([d.fields(row) for row in transfers])
+        params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
+        stmt = self._statement(d.resolve_held_sql(last_activity_at is not None, tuple(sorted(call_fields))))
+        slot: list[int] = []
+        self.pending.append((stmt.execute, stmt.values(params), slot))  # with BEGIN and COMMIT: one round trip
+
+        def resolved() -> bool:
+            if not slot:
+                self._send([])
+            return slot[0] == 1
+
+        return resolved
 
 
 class SqlStore:

@@ -303,6 +303,24 @@ class Tx(Protocol):
         transfer and its lines, update the call's row with ``call_fields``."""
         ...
 
+    def resolve_held(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> Callable[[], bool]:
+        """``resolve_hold`` only if the call is still held, decided in the same statement: the settle
+        of a call whose row the caller already knows (it authorized it), without reading it first.
+        The answer, False when the call was no longer held (nothing written), is asked once the
+        transaction has ended, as ``place_hold``'s: PostgreSQL sends the statement with BEGIN and
+        COMMIT, one round trip."""
+        ...
+
 
 # The composite steps over the primitive calls: how memory and SQLite run them, and the reference
 # behaviour that PostgreSQL's one-statement versions (ledger.repo) must equal.
@@ -343,6 +361,33 @@ def resolve_hold_steps(
     tx.insert_many(list(transfers))
     tx.update(CallRow, call_id, **call_fields)
 
+
+def resolve_held_steps(
+    tx: Tx,
+    call_id: str,
+    account_id: str,
+    transfers: list[TransferRow],
+    *,
+    debits_pending: int,
+    debits_posted: int,
+    last_activity_at: datetime | None,
+    **call_fields: Any,
+) -> bool:
+    call = tx.lock_call(call_id)
+    if call is None or call.status != "held":
+        return False
+    resolve_hold_steps(
+        tx,
+        call_id,
+        account_id,
+        transfers,
+        debits_pending=debits_pending,
+        debits_posted=debits_posted,
+        last_activity_at=last_activity_at,
+        **call_fields,
+    )
+    return True
+
 class StepwiseComposites:
     """The composite Tx steps run one primitive call at a time (memory and SQLite transactions).
 
@@ -377,6 +422,29 @@ class StepwiseComposites:
             last_activity_at=last_activity_at,
             **call_fields,
         )
+
+    def resolve_held(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        *,
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        **call_fields: Any,
+    ) -> Callable[[], bool]:
+        resolved = resolve_held_steps(
+            cast(Tx, self),
+            call_id,
+            account_id,
+            transfers,
+            debits_pending=debits_pending,
+            debits_posted=debits_posted,
+            last_activity_at=last_activity_at,
+            **call_fields,
+        )
+        return lambda: resolved
 
 
 class Store(Protocol):

@@ -139,3 +139,93 @@ def test_a_connection_killed_by_the_server_is_replaced(pg_url: str) -> None:
     finally:
         service.close()
         admin.dispose()
+
+
+@pytest.fixture
+def twin(sql_ledger: LedgerService) -> LedgerService:
+    """A second ledger instance on the same database (another engine process, or one restarted)."""
+    url = sql_ledger.engine.url
+    twin = LedgerService(url.render_as_string(hide_password=False)) if url.get_backend_name() == "sqlite" else None
+    if twin is None:
+        from sqlalchemy import create_engine
+
+        with sql_ledger.engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        twin = LedgerService(create_engine(url, connect_args={"options": f"-csearch_path={schema}"}))
+    return twin
+
+
+def test_settled_elsewhere_first_the_settle_of_the_authorizer_charges_once(
+    sql_ledger: LedgerService, twin: LedgerService
+) -> None:
+    """ACT-3, idempotent settle: the instance that authorized a call settles it in one conditional
+    statement; when another instance settled it first, that statement writes nothing and the
+    answer is the first settle's."""
+    try:
+        account = sql_ledger.open_account("Ann Lee", [HOME], T0)
+        sql_ledger.deposit(account, 1000, "card", T0)
+        sql_ledger.authorize(facts("c1", HOME, tariff=TAXED))
+        first = twin.settle("c1", 125, "DIS-HANGUP", False, T0 + timedelta(minutes=3))
+        again = sql_ledger.settle("c1", 500, "DIS-TIMELIMIT", False, T0 + timedelta(minutes=9))
+        assert again == first and first.posted_minor == rate_call(125, TAXED).total_minor
+        balance = sql_ledger.balance(account)
+        assert (balance.pending_minor, balance.posted_minor) == (0, 1000 - first.posted_minor)
+        (row,) = sql_ledger.calls(account)
+        assert (row.end_reason, row.billed_seconds) == ("DIS-HANGUP", 125)
+        assert sql_ledger.check_invariants() == []
+    finally:
+        twin.close()
+
+
+def test_voided_by_another_instance_the_settle_of_the_authorizer_charges_nothing(
+    sql_ledger: LedgerService, twin: LedgerService
+) -> None:
+    """ACT-3: the sweeper of another instance voided the hold (the engine was gone too long): the
+    authorizer's late settle writes nothing and charges nothing."""
+    try:
+        account = sql_ledger.open_account("Ann Lee", [HOME], T0)
+        sql_ledger.deposit(account, 1000, "card", T0)
+        sql_ledger.authorize(facts("c1", HOME))
+        assert twin.sweep(T0 + timedelta(hours=1)) == ["c1"]
+        late = sql_ledger.settle("c1", 60, "DIS-HANGUP", False, T0 + timedelta(hours=2))
+        assert (late.posted_minor, late.label) == (0, "hold voided before settle")
+        balance = sql_ledger.balance(account)
+        assert (balance.available_minor, balance.pending_minor, balance.posted_minor) == (1000, 0, 1000)
+        assert sql_ledger.check_invariants() == []
+    finally:
+        twin.close()
+
+
+def test_one_call_settled_from_two_instances_and_many_threads_posts_once(
+    sql_ledger: LedgerService, twin: LedgerService
+) -> None:
+    """ACT-3: 6 threads of the authorizer (one of them takes the one-statement path) and 6 of another
+    instance (the locked path) settle the same call at once: one post, the same answer for all."""
+    try:
+        account = sql_ledger.open_account("Ann Lee", [HOME], T0)
+        sql_ledger.deposit(account, 1000, "card", T0)
+
+        def one(ledger: LedgerService, call_id: str, barrier: threading.Barrier, answers: list[object]) -> None:
+            barrier.wait()
+            answers.append(ledger.settle(call_id, 125, "DIS-HANGUP", False, T0 + timedelta(minutes=3)))
+
+        for round_ in range(5):
+            call_id = f"c{round_}"
+            sql_ledger.authorize(facts(call_id, HOME, tariff=TAXED))
+            barrier = threading.Barrier(12)
+            answers: list[object] = []
+            threads = [
+                threading.Thread(target=one, args=(sql_ledger if i % 2 else twin, call_id, barrier, answers))
+                for i in range(12)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(answers) == 12 and all(answer == answers[0] for answer in answers)
+        charge = rate_call(125, TAXED).total_minor
+        balance = sql_ledger.balance(account)
+        assert (balance.pending_minor, balance.posted_minor) == (0, 1000 - 5 * charge)
+        assert sql_ledger.check_invariants() == []
+    finally:
+        twin.close()
