@@ -170,7 +170,18 @@ LIST_HEADERS = frozenset(
 )
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
+# Section 7.2: Status-Code is 3DIGIT then SP Reason-Phrase (possibly empty, RFC 4475 3.1.1.13 noreason);
+# a longer code is no status line at all (RFC 4475 bigcode), not "429" and a reason.
+_STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?$")
+_VERSION_RE = re.compile(r"^SIP/[0-9]+\.[0-9]+$")
+# Section 25.1: sent-protocol = protocol-name SLASH protocol-version SLASH transport, SLASH = SWS "/" SWS,
+# then LWS sent-by (RFC 4475 3.1.1.1 wsinv: "SIP  /   2.0 /UDP" and the like).
+_VIA_RE = re.compile(r"^([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+(.*)$", re.DOTALL)
+# Section 25.1 quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): a NUL is legal only escaped in a
+# quoted string (RFC 4475 3.1.1.2 intmeth); anywhere else it is an attack or garbage.
+_BARE_NUL_RE = re.compile(r"(?<!\\)\x00")
+# Section 7.3.1/20: headers that appear at most once in a message (RFC 4475 multi01, mcl01).
+SINGLE_HEADERS = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type"))
 
 
 _NAME_CACHE: dict[str, str] = {}
@@ -398,8 +409,13 @@ class SipUri:
         scheme = scheme.lower()
         if scheme not in ("sip", "sips"):
             return cls(scheme=scheme, opaque=rest)
-        rest, _, hdrs = rest.partition("?")
-        userinfo, at, hostpart = rest.rpartition("@")
+        # Only the userinfo ends in '@' ('@' is legal unescaped in no other part, section 25.1), and
+        # the user part may hold '?', ';' and '/' (RFC 4475 3.1.1.2 intmeth, 3.1.1.9 semiuri):
+        # the user is split off first, then the headers and parameters of the host part.
+        userinfo, at, hostpart = rest.partition("@")
+        if not at:
+            userinfo, hostpart = "", rest
+        hostpart, _, hdrs = hostpart.partition("?")
         user: str | None = None
         password: str | None = None
         if at:
@@ -537,11 +553,13 @@ class Via:
     @classmethod
     def _parse(cls, text: str) -> Via:
         text = text.strip()
-        proto, _, rest = text.partition(" ")
-        parts = [p.strip() for p in proto.split("/")]
-        if len(parts) != 3 or parts[0].upper() != "SIP" or parts[1] != "2.0" or not is_token(parts[2]):
-            raise ValueError(f"bad Via protocol {proto!r}")
-        rest = rest.strip()
+        m = _VIA_RE.match(text)
+        if m is None:
+            raise ValueError(f"bad Via {text[:40]!r}")
+        parts = [m.group(1), m.group(2), m.group(3)]
+        if parts[0].upper() != "SIP" or parts[1] != "2.0" or not is_token(parts[2]):
+            raise ValueError(f"bad Via protocol {'/'.join(parts)!r}")
+        rest = m.group(4).strip()
         sent_by, semi, ptext = rest.partition(";")
         host, port = _split_hostport(sent_by)
         return cls(parts[2].upper(), host.lower(), port, _parse_params(ptext) if semi else ())
@@ -704,7 +722,7 @@ def _parse(data: bytes, limits: Limits) -> Message:
     for line in raw_lines:
         if len(line) > limits.max_line_bytes:
             raise MalformedMessageError("header line too long")
-        if "\r" in line or "\x00" in line:  # section 7.3.1: CR only in CRLF; NUL never
+        if "\r" in line or ("\x00" in line and _BARE_NUL_RE.search(line)):  # section 7.3.1: CR only in CRLF
             raise MalformedMessageError("bare CR or NUL in the header section")
     start = raw_lines[0]
     is_request = not start.startswith("SIP/")
@@ -731,6 +749,15 @@ def _parse(data: bytes, limits: Limits) -> Message:
     msg: Message
     if is_request:
         parts = start.split(" ")
+        if len(parts) == 3 and parts[2] != SIP_VERSION and _VERSION_RE.match(parts[2]) and is_token(parts[0]):
+            # Section 21.5.21 (505) / RFC 4475 badvers: a request of another SIP version.
+            raise MalformedMessageError(
+                f"SIP version {parts[2]} not supported",
+                is_request=True,
+                headers=headers,
+                status=505,
+                reason="Version Not Supported",
+            )
         if len(parts) != 3 or parts[2] != SIP_VERSION or not is_token(parts[0]):
             raise MalformedMessageError("bad request line", is_request=True, headers=headers)
         try:
@@ -742,7 +769,7 @@ def _parse(data: bytes, limits: Limits) -> Message:
         m = _STATUS_LINE_RE.match(start)
         if not m:
             raise MalformedMessageError("bad status line")
-        msg = Response(headers=headers, status=int(m.group(1)), reason=m.group(2))
+        msg = Response(headers=headers, status=int(m.group(1)), reason=m.group(2) or "")
 
     try:
         _validate(msg)
@@ -766,6 +793,13 @@ def _parse(data: bytes, limits: Limits) -> Message:
 def _validate(msg: Message) -> None:
     """Section 8.1.1: the mandatory headers must be present and parse."""
     h = msg.headers
+    seen: set[str] = set()
+    for name, _ in h:
+        low = name.lower()
+        if low in SINGLE_HEADERS:
+            if low in seen:
+                raise ValueError(f"more than one {name} header")
+            seen.add(low)
     for name in ("Call-ID", "CSeq", "From", "To"):
         if not (h.get(name) or "").strip():
             raise ValueError(f"missing {name}")
@@ -805,6 +839,24 @@ def can_reply(headers: Headers | None) -> bool:
         return False
 
 
+def reply_method(headers: Headers | None) -> str | None:
+    """The method a reply to a malformed request would answer, or None when no reply can be made.
+
+    A reply needs the five headers it copies (section 8.2.6.2), present even when their values do
+    not parse (RFC 4475 3.1.2: scalarlg, quotbal, badinv01, badvers get 400 or 505, not silence):
+    it goes back to the source address (section 18.2.2 with rport, RFC 3581) and copies them as
+    they came. An ACK is never answered (section 17).
+    """
+    if headers is None:
+        return None
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        if not (headers.get(name) or "").strip():
+            return None
+    words = (headers.get("CSeq") or "").split()
+    method = words[-1] if words else ""
+    return None if method == "ACK" else method
+
+
 def build_response(
     headers: Headers, status: int, reason: str, *, to_tag: str | None = None, body: bytes = b""
 ) -> Response:
@@ -821,8 +873,11 @@ def build_response(
     out.add("From", headers.get("From") or "")
     to_value = headers.get("To") or ""
     if to_tag is not None and status != 100:
-        to = NameAddr.parse(to_value)
-        if to.tag is None:
+        try:
+            to = NameAddr.parse(to_value)
+        except ValueError:
+            to = None  # the 400 to a request whose To does not parse copies it as it came
+        if to is not None and to.tag is None:
             to_value = str(to.with_tag(to_tag))
     out.add("To", to_value)
     out.add("Call-ID", headers.get("Call-ID") or "")
@@ -846,6 +901,7 @@ REASON_PHRASES: dict[int, str] = {
     407: "Proxy Authentication Required",
     408: "Request Timeout",
     415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
     420: "Bad Extension",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
@@ -859,6 +915,7 @@ REASON_PHRASES: dict[int, str] = {
     500: "Server Internal Error",
     501: "Not Implemented",
     503: "Service Unavailable",
+    505: "Version Not Supported",
     513: "Message Too Large",
     603: "Decline",
     604: "Does Not Exist Anywhere",

@@ -54,7 +54,6 @@ from ivr.sip.events import (
 from ivr.sip.message import (
     DEFAULT_LIMITS,
     MAGIC_COOKIE,
-    CSeq,
     Headers,
     Limits,
     MalformedMessageError,
@@ -64,10 +63,10 @@ from ivr.sip.message import (
     SipUri,
     Via,
     build_response,
-    can_reply,
     param,
     parse_message,
     reason_phrase,
+    reply_method,
     with_param,
 )
 from ivr.sip.sdp import (
@@ -379,15 +378,17 @@ class UserAgent:
         return events
 
     def _reply_malformed(self, exc: MalformedMessageError, addr: Addr, events: list[UAEvent]) -> None:
-        if not exc.is_request or not can_reply(exc.headers) or exc.headers is None:
-            return
-        cseq = CSeq.parse(exc.headers.get("CSeq") or "")
-        if cseq.method == "ACK":
-            return  # section 17: ACK is never answered
+        method = reply_method(exc.headers) if exc.is_request else None
+        if method is None or exc.headers is None:
+            return  # a response, an ACK, or nothing to build a reply from: dropped (section 18.1.2)
         resp = build_response(exc.headers, exc.status, exc.reason, to_tag=self._token(4))
         resp.headers.add("Warning", f'399 {self.local_addr[0]} "{_warning_text(str(exc))}"')
-        self._send(resp.to_bytes(), addr)
-        events.append(RequestRejected(addr, cseq.method, exc.status, exc.reason))
+        try:
+            data = resp.to_bytes()
+        except LocalProtocolError:
+            return  # a copied value we will not put on the wire
+        self._send(data, addr)
+        events.append(RequestRejected(addr, method, exc.status, exc.reason))
 
     def _reply_error(
         self,
@@ -493,6 +494,10 @@ class UserAgent:
             return
         if req.method not in KNOWN_METHODS:
             self._reject(stx, 501, now, events)  # section 8.2.1
+            return
+        if req.uri.scheme not in ("sip", "sips"):
+            # Section 8.2.2.1: a Request-URI scheme we do not serve (RFC 4475 unkscm, novelsc).
+            self._reject(stx, 416, now, events)
             return
         required = [r for r in req.headers.get_all("Require") if r.lower() not in SUPPORTED_EXTENSIONS]
         if required:

@@ -99,7 +99,7 @@ def test_body_shorter_than_content_length_is_malformed_request() -> None:
         (lambda d: d.replace(b"Call-ID: a84b4c76e66710@10.0.0.1\r\n", b""), 400),
         (lambda d: d.replace(b"CSeq: 314159 INVITE", b"CSeq: 314159 BYE"), 400),
         (lambda d: d.replace(b"CSeq: 314159", b"CSeq: 99999999999"), 400),
-        (lambda d: d.replace(b"SIP/2.0\r\nVia", b"SIP/3.0\r\nVia"), 400),
+        (lambda d: d.replace(b"SIP/2.0\r\nVia", b"SIP/3.0\r\nVia"), 505),  # RFC 4475 badvers
         (lambda d: d.replace(b"sip:15551234567@127.0.0.1 SIP", b"nonsense SIP"), 400),
         (lambda d: d.replace(b"Max-Forwards: 70", b"Max-Forwards: lots"), 400),
         (lambda d: d.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/2.0 UDP"), 400),
