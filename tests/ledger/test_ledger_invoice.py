@@ -48,7 +48,7 @@ def test_invoice_lines_add_up_to_balance_change_every_month(ops: list[tuple[str,
                 ledger.refund(account, value, now)
         else:
             now += timedelta(seconds=value)
-    month = T0.replace(day=1)
+    month = T0.replace(day=1, hour=0, minute=0, second=0, microsecond=0)  # months start at midnight
     total = 0
     while month <= now:
         data = ledger.invoice_data(account, month.strftime("%Y-%m"))
