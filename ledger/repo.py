@@ -235,7 +235,7 @@ class _Dialect:
             f"SELECT {call_cols} FROM b, json_populate_record(NULL::calls, {self.p('row')})"
         )
         self.place_hold_uncovered = self.place_hold.replace(self.balance_covered, self.balance, 1)
-        self.resolve: dict[tuple[bool, tuple[str, ...], str], str] = {}  # (touch, fields, kind)
+        self.resolve: dict[tuple[bool, tuple[str, ...], bool], str] = {}  # (touch, fields, only_held)
         self._prepared: dict[str, _Prepared] = {}
         # SQL types of the parameters of the prepared statements (PREPARE), by parameter name.
         self.param_types: dict[str, str] = {"k": "text", "dpe": "bigint", "dpo": "bigint", "cpo": "bigint"}
@@ -253,41 +253,37 @@ class _Dialect:
         """The SQL type of a hot statement's parameter."""
         return self.param_types[name]
 
-    def resolve_sql(self, touch: bool, fields: tuple[str, ...]) -> str:
+    def resolve_sql(self, touch: bool, fields: tuple[str, ...], *, only_held: bool = False) -> str:
         """Settle/void in one statement: the counters, the transfers (a JSON array), the call's
-        ``fields`` (a JSON object)."""
-        sql = self.resolve.get((touch, fields, "any"))
+        ``fields`` (a JSON object).
+
+        ``only_held``: only if the call is still held, and the statement returns one row when it
+        wrote. Then the call's row is updated (and locked) first, its account's after: the order
+        in which ``lock_call`` locks them, so the two never wait on each other crosswise."""
+        sql = self.resolve.get((touch, fields, only_held))
         if sql is None:
             balance = self.balance_touch if touch else self.balance
             names = ", ".join(self.columns[TransferRow])
             sets = ", ".join(fields)
-            sql = self.resolve[(touch, fields, "any")] = (
-                f"WITH b AS ({balance}), t AS (INSERT INTO transfers ({names}) "
-                f"SELECT {names} FROM json_populate_recordset(NULL::transfers, {self.p('rows')})) "
+            update_call = (
                 f"UPDATE calls SET ({sets}) = "
                 f"(SELECT {sets} FROM json_populate_record(NULL::calls, {self.p('fields')})) "
                 f"WHERE call_id = {self.p('call')}"
             )
-        return sql
-
-    def resolve_held_sql(self, touch: bool, fields: tuple[str, ...]) -> str:
-        """``resolve_sql`` only if the call is still held, in one statement that returns one row when
-        it wrote. The call's row is updated (and locked) first, its account's after: the order in
-        which ``lock_call`` locks them, so the two never wait on each other crosswise."""
-        sql = self.resolve.get((touch, fields, "held"))
-        if sql is None:
-            balance = self.balance_touch if touch else self.balance
-            names = ", ".join(self.columns[TransferRow])
-            sets = ", ".join(fields)
-            sql = self.resolve[(touch, fields, "held")] = (
-                f"WITH c AS (UPDATE calls SET ({sets}) = "
-                f"(SELECT {sets} FROM json_populate_record(NULL::calls, {self.p('fields')})) "
-                f"WHERE call_id = {self.p('call')} AND status = 'held' RETURNING 1), "
-                f"b AS ({balance} AND EXISTS (SELECT 1 FROM c)), "
-                f"t AS (INSERT INTO transfers ({names}) "
-                f"SELECT {names} FROM c, json_populate_recordset(NULL::transfers, {self.p('rows')})) "
-                "SELECT 1 FROM c"
-            )
+            transfers = f"json_populate_recordset(NULL::transfers, {self.p('rows')})"
+            if only_held:
+                sql = (
+                    f"WITH c AS ({update_call} AND status = 'held' RETURNING 1), "
+                    f"b AS ({balance} AND EXISTS (SELECT 1 FROM c)), "
+                    f"t AS (INSERT INTO transfers ({names}) SELECT {names} FROM c, {transfers}) "
+                    "SELECT 1 FROM c"
+                )
+            else:
+                sql = (
+                    f"WITH b AS ({balance}), t AS (INSERT INTO transfers ({names}) SELECT {names} FROM {transfers}) "
+                    f"{update_call}"
+                )
+            self.resolve[(touch, fields, only_held)] = sql
         return sql
 
     def json(self, value: Any) -> str:
@@ -662,7 +658,9 @@ class _PgTx(_SqlTx):
             params["seen"] = d.bind(last_activity_at)
         rows = d.json([d.fields(row) for row in transfers])
         params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
-        stmt = self._statement(d.resolve_held_sql(last_activity_at is not None, tuple(sorted(call_fields))))
+        stmt = self._statement(
+            d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields)), only_held=True)
+        )
         slot: list[int] = []
         self.pending.append((stmt.execute, stmt.values(params), slot))  # with BEGIN and COMMIT: one round trip
 
