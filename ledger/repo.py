@@ -613,13 +613,42 @@ class _PgTx(_SqlTx):
         stmt = self._statement(d.place_hold if require_cover else d.place_hold_uncovered)
         slot: list[int] = []
         self.pending.append((stmt.execute, stmt.values(params), slot))  # goes with the COMMIT
+        return self._answer(slot)
 
-        def placed() -> bool:
+    def _answer(self, slot: list[int]) -> Callable[[], bool]:
+        """Whether a queued statement wrote its one row, asked once it has been sent."""
+
+        def answer() -> bool:
             if not slot:
                 self._send([])
             return slot[0] == 1
 
-        return placed
+        return answer
+
+    def _queue_resolve(
+        self,
+        call_id: str,
+        account_id: str,
+        transfers: list[TransferRow],
+        debits_pending: int,
+        debits_posted: int,
+        last_activity_at: datetime | None,
+        call_fields: dict[str, Any],
+        only_held: bool,
+    ) -> list[int]:
+        """Queue the settle/void statement (``_Dialect.resolve_sql``) to go with the COMMIT; its
+        rowcount lands in the returned slot."""
+        d = self.d
+        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
+        if last_activity_at is not None:
+            params["seen"] = d.bind(last_activity_at)
+        rows = d.json([d.fields(row) for row in transfers])
+        params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
+        sql = d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields)), only_held=only_held)
+        stmt = self._statement(sql)
+        slot: list[int] = []
+        self.pending.append((stmt.execute, stmt.values(params), slot))
+        return slot
 
     def resolve_hold(
         self,
@@ -632,14 +661,9 @@ class _PgTx(_SqlTx):
         last_activity_at: datetime | None,
         **call_fields: Any,
     ) -> None:
-        d = self.d
-        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
-        if last_activity_at is not None:
-            params["seen"] = d.bind(last_activity_at)
-        rows = d.json([d.fields(row) for row in transfers])
-        params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
-        stmt = self._statement(d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields))))
-        self.pending.append((stmt.execute, stmt.values(params), None))  # goes with the COMMIT
+        self._queue_resolve(
+            call_id, account_id, transfers, debits_pending, debits_posted, last_activity_at, call_fields, False
+        )
 
     def resolve_held(
         self,
@@ -652,24 +676,10 @@ class _PgTx(_SqlTx):
         last_activity_at: datetime | None,
         **call_fields: Any,
     ) -> Callable[[], bool]:
-        d = self.d
-        params: dict[str, Any] = {"k": account_id, "dpe": debits_pending, "dpo": debits_posted, "cpo": 0}
-        if last_activity_at is not None:
-            params["seen"] = d.bind(last_activity_at)
-        rows = d.json([d.fields(row) for row in transfers])
-        params.update(rows=rows, fields=d.json(d.fields(call_fields)), call=call_id)
-        stmt = self._statement(
-            d.resolve_sql(last_activity_at is not None, tuple(sorted(call_fields)), only_held=True)
+        slot = self._queue_resolve(
+            call_id, account_id, transfers, debits_pending, debits_posted, last_activity_at, call_fields, True
         )
-        slot: list[int] = []
-        self.pending.append((stmt.execute, stmt.values(params), slot))  # with BEGIN and COMMIT: one round trip
-
-        def resolved() -> bool:
-            if not slot:
-                self._send([])
-            return slot[0] == 1
-
-        return resolved
+        return self._answer(slot)  # with BEGIN and COMMIT: one round trip
 
 
 class SqlStore:
