@@ -15,6 +15,9 @@ else
 fi
 # pyvoip (GPL-3.0, optional): the softphone the interop tests register at the simulated trunk.
 python3 -m pip install -q -e ".[dev,pyvoip]"
+# The per-packet media path compiled with mypyc (ivr/native.py; about 15 s). Without it, or after
+# an edit of one of its sources until the next build, the engine runs the same Python sources.
+python3 -m ivr.build_native build >/dev/null || echo "install.sh: media path not compiled; the engine runs on the Python sources" >&2
 # pyenv installs console scripts behind shims: make `ivr` reachable at once.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 echo "installed: run 'ivr demo' (or see README.md)"

@@ -12,7 +12,9 @@ seconds (headers only) and the engine's RTP is told apart by its source ports (t
 sockets, from /proc). Printed per level:
 
 - calls: calls connected when the window opened (of N)
-- engine CPU %: the engine's user+system time over the window (100 % = one core)
+- CPU %, usr, sys: the engine's user+system time (100 % = one core), measured over half a window
+  just before the capture (tcpdump's tap on loopback is paid inside every sendto); w/cap: the same
+  during the capture window
 - p99 gap, max gap: inter-packet gaps of every RTP stream the engine sends, pooled (ms)
 - SIPp p99/max: the same for the streams SIPp sends to the engine (the input's own jitter: bridged
   legs are relayed packet by packet, so the engine cannot be steadier than its input)
@@ -80,9 +82,19 @@ def engine_udp_ports(pid: int) -> set[int]:
     return ports
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's (user, system) CPU seconds so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_share(pid: int, seconds: float) -> tuple[float, float]:
+    """The process's user and system CPU over the next ``seconds``, in % of one core."""
+    (u0, s0), t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    (u1, s1), t1 = cpu_seconds(pid), time.monotonic()
+    return 100.0 * (u1 - u0) / (t1 - t0), 100.0 * (s1 - s0) / (t1 - t0)
 
 
 @dataclass
@@ -199,7 +211,7 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
     if args.nice is not None:  # a shared machine: keep other work from preempting the engine
         subprocess.run(["renice", "-n", str(args.nice), "-p", str(pid)], check=True, capture_output=True)
     setup_s = n / args.rate + 3.0
-    talk_ms = int((setup_s + args.settle + args.window + 6.0) * 1000)
+    talk_ms = int((setup_s + args.settle + 1.5 * args.window + 6.0) * 1000)
     called = CalledParty(audio=noise).then("pause", 1500).then("key", "1").then("pause", talk_ms).then("bye")
     pair = start_calls(run, called, gateway_audio=noise, calls=n, rate_per_s=args.rate, timeout_s=talk_ms / 1000 + 60,
                        taskset=args.sipp_core, uas_extra=SIPP_RTP_OPTIONS, uac_extra=SIPP_RTP_OPTIONS,
@@ -220,6 +232,9 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
                 break
             time.sleep(0.5)
         time.sleep(args.settle)  # the last calls' bridge switch-over (paced prompt -> relay) is not steady state
+        # CPU first, without the capture: every packet tcpdump taps on loopback is cloned in the
+        # sender's system call, which would charge the engine for the measurement itself.
+        user_pct, sys_pct = cpu_share(pid, args.window / 2)
         ports = engine_udp_ports(pid)
         pcap = wd / "window.pcap"
         cap = subprocess.Popen([TCPDUMP or "tcpdump", "-i", "lo", "-nn", "-s", "100", "-B", "65536", "-w", str(pcap),
@@ -231,9 +246,7 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
             spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(args.window)), "-r", "100",
                                     "-f", "raw", "-o", str(wd / "profile.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        time.sleep(args.window)
-        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        cap_user, cap_sys = cpu_share(pid, args.window)
         if spy is not None:
             spy.wait(timeout=60)
         cap.terminate()
@@ -248,7 +261,10 @@ def run_level(n: int, args: argparse.Namespace, base: Path, prompts: Path, noise
         delays = relay_delays_ms(out, inn)
         result.update(
             connected=connected,
-            cpu_pct=100.0 * (cpu1 - cpu0) / (t1 - t0),
+            cpu_pct=user_pct + sys_pct,
+            user_pct=user_pct,
+            sys_pct=sys_pct,
+            cap_cpu_pct=cap_user + cap_sys,
             p99=float(np.percentile(out_gaps, 99)) if len(out_gaps) else float("nan"),
             max=float(out_gaps.max()) if len(out_gaps) else float("nan"),
             in_p99=float(np.percentile(in_gaps, 99)) if len(in_gaps) else float("nan"),
@@ -296,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     noise = ulaw_file(base / "noise.ulaw", line_noise(120))
     print("gaps in ms between consecutive packets of a stream the engine sends (p99 gap, max gap) and of the "
           "streams SIPp sends it (in p99, in max); relay: ms from an input packet to its relayed copy")
+    from ivr import native
+    media = native.status()
+    print(f"media path: {media['path']} ({media['why']})")
     print(f"engine on core {args.engine_core}, SIPp on core {args.sipp_core}, nice {args.nice}; 40 ms test prompts; "
           f"window {args.window:.0f} s; load average before {os.getloadavg()[0]:.2f}")
-    print(f"{'calls':>5s} {'up':>4s} {'CPU %':>6s} {'p99 gap':>7s} {'max gap':>7s} {'in p99':>6s} {'in max':>6s} "
+    print(f"{'calls':>5s} {'up':>4s} {'CPU %':>6s} {'usr':>5s} {'sys':>5s} {'w/cap':>5s} "
+          f"{'p99 gap':>7s} {'max gap':>7s} {'in p99':>6s} {'in max':>6s} "
           f"{'relay p50':>9s} {'relay p99':>9s} {'relay max':>9s} {'drops':>5s} {'ok':>3s} {'ok eng':>6s}  outcomes")
     for n in (int(x) for x in args.levels.split(",")):
         r = run_level(n, args, base, prompts, noise)
@@ -307,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         # The engine's own share: the delay it adds to a relayed packet, against the same budget
         # (a 20 ms stream whose packets are each late by d has gaps of 20 ms +/- d).
         ok_engine = "yes" if f["d99"] < 10 and f["dmax"] < 40 and f["connected"] == n else "no"
-        print(f"{n:5d} {f['connected']:4.0f} {f['cpu_pct']:6.1f} {f['p99']:7.1f} {f['max']:7.1f} {f['in_p99']:6.1f} "
+        print(f"{n:5d} {f['connected']:4.0f} {f['cpu_pct']:6.1f} {f['user_pct']:5.1f} {f['sys_pct']:5.1f} "
+              f"{f['cap_cpu_pct']:5.1f} {f['p99']:7.1f} {f['max']:7.1f} {f['in_p99']:6.1f} "
               f"{f['in_max']:6.1f} {f['d50']:9.2f} {f['d99']:9.2f} {f['dmax']:9.2f} {f['drops']:5.0f} {ok:>3s} "
               f"{ok_engine:>6s}  {r['outcomes']}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")

@@ -8,3 +8,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
+
+# The compiled media path (ivr/native.py) is used only when it was built from these very sources.
+from ivr import native as _native
+
+_native.guard()

@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
-import functools
 import gc
 import random
 import secrets
@@ -28,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ivr import native
 from ivr.call import events as ev
 from ivr.detect import DETECTOR_BANK_ROWS
 from ivr.dialplan import E164, Dialplan, load_dialplan, load_dialplans
 from ivr.log import bind_call, get_logger
+from ivr.net.media_path import pair
 from ivr.net.rtp_udp import RtpEndpoint, RtpPacer
 from ivr.net.runner import FRAME, CallSession, LegIO, remote_media
 from ivr.net.sip_udp import SipUdpEndpoint, open_sip_endpoint
@@ -290,7 +291,8 @@ class Engine:
         self._tick_origin = self.loop.time()
         self._schedule_tick()
         log.info("engine_started", listen=f"{self.sip.local_addr[0]}:{self.sip.local_addr[1]}",
-                 facilities=sorted(self.plans), trunk=f"{self.config.trunk[0]}:{self.config.trunk[1]}")
+                 facilities=sorted(self.plans), trunk=f"{self.config.trunk[0]}:{self.config.trunk[1]}",
+                 media_path=native.status()["path"], media_path_why=native.status()["why"])
 
     @property
     def sip_address(self) -> Addr:
@@ -433,7 +435,7 @@ class Engine:
             return
         session = CallSession(self, plan, call_id, io, folder)
         holder["s"], holder["io"] = session, io
-        endpoint.set_datagram_handler(functools.partial(session.on_datagram, io))
+        endpoint.set_datagram_handler(io.path)
         self.sessions[call_id] = session
         self._sip_legs[event.call_id] = (session, Leg.FACILITY)
         self.stats.calls_started += 1
@@ -458,8 +460,9 @@ class Engine:
             host=self.config.rtp_host, port_range=self.config.rtp_port_range)
         io = LegIO(Leg.CALLED, endpoint)
         holder["io"] = io
-        endpoint.set_datagram_handler(functools.partial(session.on_datagram, io))
+        endpoint.set_datagram_handler(io.path)
         session.legs[Leg.CALLED] = io
+        pair(io.path, session.legs[Leg.FACILITY].path)
         host, port = endpoint.local_address
         offer = build_offer(host, port, session_id=secrets.randbelow(2**31))
         io.local_sdp = offer

@@ -40,7 +40,7 @@ class _Poller:
     With hundreds of sockets each readable every 20 ms, asyncio's per-ready-socket machinery
     (selector key lookup, a Handle, a context switch into it) cost a few microseconds per packet;
     here one loop callback polls the set and calls each ready socket's reader directly.
-    Level-triggered: a socket left with data (see ``READ_BATCH``) keeps the set readable.
+    Level-triggered: a socket left with data (one datagram is read per readiness) keeps the set readable.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -112,8 +112,6 @@ class RtpEndpoint:
     media only delivers it late.
     """
 
-    READ_BATCH = 16  # datagrams read per wake-up at most (fairness between sockets)
-
     def __init__(self, loop: asyncio.AbstractEventLoop, on_packet: PacketHandler,
                  sock: socket.socket | None = None) -> None:
         self._loop = loop
@@ -181,26 +179,27 @@ class RtpEndpoint:
     # -- receiving --------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
+        """One datagram per readiness: the poller is level-triggered, so a socket with more queued
+        comes up again in the next poll. Reading on until EAGAIN would end nearly every wake-up in
+        a raised BlockingIOError (one packet per socket per 20 ms is the common case), the most
+        expensive step of the path; one read each also keeps a flooded socket from starving the rest."""
         sock = self._sock
         if sock is None:
             return
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            # ICMP port unreachable from a peer that went away: counted; the media timeout decides.
+            self.send_errors += 1
+            return
         now = self._loop.time()
         fast = self._on_datagram
-        for _ in range(self.READ_BATCH):
-            try:
-                data, addr = sock.recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                # ICMP port unreachable from a peer that went away: counted; the media timeout decides.
-                self.send_errors += 1
-                return
-            if fast is not None and fast(data, addr, now):
-                self.packets_received += 1
-            else:
-                self.datagram_received(data, addr, now)
-            if self._sock is None:  # the handler ended the call and closed us
-                return
+        if fast is not None and fast(data, addr, now):
+            self.packets_received += 1
+        else:
+            self.datagram_received(data, addr, now)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int], now: float | None = None) -> None:
         """The general path: parse (never raises), count, hand RTP to ``on_packet``."""

@@ -28,9 +28,10 @@ from ivr.call.machine import CallMachine
 from ivr.call.record import dumps_pretty
 from ivr.dialplan import Dialplan
 from ivr.log import get_logger
+from ivr.net.media_path import LegPath
 from ivr.rtp.g711 import Codec
 from ivr.rtp.keys import KeyPress
-from ivr.rtp.leg import NOT_SIMPLE, MediaLeg, RemoteMedia
+from ivr.rtp.leg import MediaLeg, RemoteMedia
 from ivr.rtp.rfc4733 import FlashEvent
 from ivr.sip.sdp import SessionDescription, negotiate
 from ivr.types import JsonValue, KeySource, Leg
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = get_logger("ivr.call")
 
 FRAME = 160  # 20 ms at 8 kHz
-_OTHER = {Leg.FACILITY: Leg.CALLED, Leg.CALLED: Leg.FACILITY}
 RECORD_BLOCK = 50  # frames (1 s) buffered per leg before a write to its WAV
 NAME_VOICE_DBFS = -42.0  # a 20 ms frame louder than this is speech in the name recording (ACC-1)
 NAME_MIN_VOICED_FRAMES = 8  # 160 ms of voice makes a name
@@ -66,13 +66,26 @@ class LegIO:
     endpoint: RtpEndpoint
     sip_call_id: str | None = None
     local_sdp: SessionDescription | None = None  # our answer (facility) or offer (called)
-    media: MediaLeg | None = None
     detector: tuple[Any, int] | None = None  # (bank, row) in the engine's detector pool
     origin_ms: int = 0  # the detector row's time origin (engine clock, ms)
     wav: wave.Wave_write | None = None
     prompts: list[str] = field(default_factory=list)  # tags queued, in order
     paced: bool = False
     _pending_audio: list[bytes] = field(default_factory=list)  # frames not yet written to ``wav``
+    # The endpoint's datagram handler; it owns the leg's MediaLeg (``media`` below).
+    path: LegPath = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = LegPath(self.endpoint)
+
+    @property
+    def media(self) -> MediaLeg | None:
+        """The leg's RTP state, once its SDP is known."""
+        return self.path.media
+
+    @media.setter
+    def media(self, value: MediaLeg | None) -> None:
+        self.path.media = value
 
     def record(self, samples: npt.NDArray[np.int16]) -> None:
         """Append one 20 ms frame to the leg's recording; written in blocks of ``RECORD_BLOCK``
@@ -347,24 +360,6 @@ class CallSession:
         if self.bridged:
             self._pending_bridge = True
             self.engine.note_active(self)
-
-    def on_datagram(self, io: LegIO, data: bytes, source: tuple[str, int], now: float) -> bool:
-        """The fast path for one datagram of this leg (plain G.711 audio, see
-        :meth:`MediaLeg.receive_wire`): relayed as wire bytes, no packet object. False leaves the
-        datagram to the general path (:meth:`on_rtp`)."""
-        media = io.media
-        if media is None:
-            return False
-        out = media.receive_wire(data, source, now)
-        if out is NOT_SIMPLE:
-            return False
-        if out is not None:
-            other = self.legs.get(_OTHER[io.leg])
-            if other is not None and other.media is not None:
-                destination = other.media.destination
-                if destination is not None:
-                    other.endpoint.send_bytes(out, destination)
-        return True
 
     def on_rtp(self, io: LegIO, packet: Any, source: tuple[str, int], now: float) -> None:
         """A packet for this leg: keys to the machine, relayed audio to the other leg."""
