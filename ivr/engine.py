@@ -48,7 +48,12 @@ log = get_logger("ivr.engine")
 Addr = tuple[str, int]
 TICK_S = 0.02
 SWEEP_EVERY_TICKS = 3000  # once a minute: void holds whose timeout passed (a crashed engine's, ACT-3)
-FULL_GC_EVERY_TICKS = 1500  # every 30 s: the full garbage collection (see start())
+# Every 10 minutes: the full garbage collection (see start()). An ended call leaves no reference
+# cycle (its endpoints drop their handlers on close, its legs' paths each other): measured with
+# bench/engine_capacity, 33 objects collected after 200 calls had ended, against 64,373 after 400
+# before. So the collection is only a safety net, and each one stops the loop (12.9 ms with 200
+# calls up, 37.3 ms with 400: logged as gc_full).
+FULL_GC_EVERY_TICKS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +522,12 @@ class Engine:
             if self._tick_n % SWEEP_EVERY_TICKS == 0:
                 self._sweep_holds()
             if self.config.manage_gc and self._tick_n % FULL_GC_EVERY_TICKS == 0:
-                gc.collect()  # ended calls' reference cycles (sockets' handlers refer to their call)
+                # Ended calls' reference cycles (sockets' handlers refer to their call). Logged with
+                # its duration: the loop (every call's media) stands still for that long.
+                started = self.loop.time()
+                found = gc.collect()
+                log.info("gc_full", ms=round((self.loop.time() - started) * 1000, 1), collected=found,
+                         calls=len(self.sessions))
         except Exception:
             log.exception("tick_failed")
         self._bank_frame += 1
@@ -587,6 +597,7 @@ class Engine:
         for io in session.legs.values():
             self.detectors.detach(io)
             io.endpoint.close()
+            io.path.peer = None  # the two legs' paths refer to each other (see RtpEndpoint.close)
             if io.sip_call_id is not None:
                 self._sip_legs.pop(io.sip_call_id, None)
         self.sessions.pop(session.call_id, None)

@@ -156,3 +156,39 @@ def test_shared_pacer_delivers_every_stream_complete() -> None:
         assert [p.sequence for p in packets] == [(packets[0].sequence + i) % 65536 for i in range(100)]
         assert b"".join(p.payload for p in packets) == expected[ssrc]
     print(f"\nRtpPacer 20 streams: worst tick lateness {lateness_s * 1000:.2f} ms (info only)")
+
+
+class CallStandIn:
+    """What an endpoint's handlers refer to in the engine: the call that owns the leg."""
+
+    def on_packet(self, packet: RtpPacket, source: Address, now: float) -> None:
+        pass
+
+    def on_datagram(self, data: bytes, source: Address, now: float) -> bool:
+        return False
+
+
+def test_a_closed_endpoint_lets_its_call_go_without_the_garbage_collector() -> None:
+    """An ended call must be freed by reference counting alone: ivr serve runs the full collection
+    only every 10 minutes because it stops every call's media while it runs (DIS-* false gaps)."""
+    import gc
+    import weakref
+
+    async def scenario() -> tuple[weakref.ref[CallStandIn], bool]:
+        call = CallStandIn()
+        endpoint = await RtpEndpoint.open(call.on_packet)
+        endpoint.set_datagram_handler(call.on_datagram)
+        call.endpoint = endpoint  # type: ignore[attr-defined]  # the cycle the engine has: call <-> its socket
+        ref = weakref.ref(call)
+        endpoint.close()
+        del call, endpoint
+        return ref, True
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ref, _ = asyncio.run(scenario())
+        assert ref() is None
+    finally:
+        if enabled:
+            gc.enable()
