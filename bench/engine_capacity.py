@@ -14,11 +14,14 @@ sockets, from /proc). Printed per level:
 - calls: calls connected when the window opened (of N)
 - CPU %, usr, sys: the engine's user+system time (100 % = one core), measured over half a window
   just before the capture (tcpdump's tap on loopback is paid inside every sendto); w/cap: the same
-  during the capture window
+  during the capture window. On a shared machine the cost of the same load varied by up to 1.5x
+  within an hour: compare two builds by runs taken in turn, not across hours.
 - p99 gap, max gap: inter-packet gaps of every RTP stream the engine sends, pooled (ms)
 - SIPp p99/max: the same for the streams SIPp sends to the engine (the input's own jitter: bridged
   legs are relayed packet by packet, so the engine cannot be steadier than its input)
-- drops: packets the kernel dropped from the capture; ok: p99 < 30 ms and max < 60 ms
+- relay p50/p99/max: ms from a packet SIPp sent to the engine to its relayed copy (the engine's own delay)
+- drops: packets the kernel dropped from the capture; ok: p99 < 30 ms and max < 60 ms, and the
+  engine keeping up (relay p99 < 20 ms); ok eng: relay p99 < 10 ms and max < 40 ms
 
 Loopback only; bounded (each level stops by itself: SIPp hangs up, the engine is stopped).
 """
@@ -323,11 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     for n in (int(x) for x in args.levels.split(",")):
         r = run_level(n, args, base, prompts, noise)
         f = {k: float(v) for k, v in r.items() if isinstance(v, int | float)}
-        ok = "yes" if f["p99"] < 30 and f["max"] < 60 and f["connected"] == n else "no"
+        # On time: the issue's gap budget, and the engine keeping up (a saturated engine queues
+        # packets in its sockets and can send them steadily but late: relay p99 of seconds).
+        ok = "yes" if f["p99"] < 30 and f["max"] < 60 and f["d99"] < 20 and f["connected"] == n else "no"
         # The engine's own share: the delay it adds to a relayed packet, against the same budget
         # (a 20 ms stream whose packets are each late by d has gaps of 20 ms +/- d).
         ok_engine = "yes" if f["d99"] < 10 and f["dmax"] < 40 and f["connected"] == n else "no"
-        print(f"{n:5d} {f['connected']:4.0f} {f['cpu_pct']:6.1f} {f['user_pct']:5.1f} {f['sys_pct']:5.1f} "
+        print(f"{n:5d} {f['connected']:4.0f} {f['cpu_pct']:6.1f} {f['user_pct']:5.1f} "
+              f"{f['sys_pct']:5.1f} "
               f"{f['cap_cpu_pct']:5.1f} {f['p99']:7.1f} {f['max']:7.1f} {f['in_p99']:6.1f} "
               f"{f['in_max']:6.1f} {f['d50']:9.2f} {f['d99']:9.2f} {f['dmax']:9.2f} {f['drops']:5.0f} {ok:>3s} "
               f"{ok_engine:>6s}  {r['outcomes']}", flush=True)
