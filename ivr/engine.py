@@ -295,9 +295,10 @@ class Engine:
             gc.set_threshold(young, middle, 1_000_000)
         self._tick_origin = self.loop.time()
         self._schedule_tick()
+        media = native.status()
         log.info("engine_started", listen=f"{self.sip.local_addr[0]}:{self.sip.local_addr[1]}",
                  facilities=sorted(self.plans), trunk=f"{self.config.trunk[0]}:{self.config.trunk[1]}",
-                 media_path=native.status()["path"], media_path_why=native.status()["why"])
+                 media_path=media["path"], media_path_why=media["why"])
 
     @property
     def sip_address(self) -> Addr:
