@@ -25,18 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ivr import native
 from ivr.call import events as ev
-from ivr.detect import DETECTOR_BANK_ROWS
 from ivr.dialplan import E164, Dialplan, load_dialplan, load_dialplans
 from ivr.log import bind_call, get_logger
+from ivr.net.detector_pool import DetectorPool
 from ivr.net.media_path import pair
 from ivr.net.rtp_udp import RtpEndpoint, RtpPacer
-from ivr.net.runner import FRAME, CallSession, LegIO, remote_media
+from ivr.net.runner import CallSession, LegIO, remote_media
 from ivr.net.sip_udp import SipUdpEndpoint, open_sip_endpoint
-from ivr.rtp.jitter import EncodedFrame
 from ivr.rtp.leg import MediaLeg
 from ivr.sip import events as sip
 from ivr.sip.sdp import NoCommonCodecError, build_answer, build_offer, is_hold
@@ -92,110 +89,6 @@ class EngineStats:
     calls_ended: int = 0
     rejected_403: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-
-
-class DetectorPool:
-    """Rows of batched detector banks, one bank family per dialplan's detector settings.
-
-    Per tick the work is one pass over the attached legs (pull a frame, record it, put it in its
-    bank's row) and one ``feed`` per bank in use: the per-leg Python is kept to those three steps.
-    """
-
-    # Rows per bank. A bank's feed costs about the same for 32 rows as for 128 (0.6 vs 0.85 ms a
-    # tick, measured), so 128 cuts the detectors' share of a core by ~2.5x with hundreds of legs.
-    # Above ~200 rows OpenBLAS may split the DTMF/tone matrix products over threads, which on a
-    # pinned core only adds contention. ivr/replay.py re-runs recorded legs on banks of this size
-    # numpy's products give a row bit-identical results only for the same number of rows.
-    ROWS = DETECTOR_BANK_ROWS
-
-    def __init__(self) -> None:
-        self._banks: dict[int, list[Any]] = {}
-        self._free: dict[int, list[tuple[Any, int]]] = {}
-        self._users: dict[tuple[int, int], tuple[CallSession, LegIO]] = {}
-        # Per bank: the (rows, 160) frame block fed each tick, reused; free rows hold zeros.
-        self._frames: dict[int, np.ndarray] = {}
-
-    def attach(self, session: CallSession, io: LegIO) -> None:
-        from ivr.detect.bank import BatchedDetectorBank
-        from ivr.detect.config import DetectorConfigs
-
-        configs = session.plan.detectors if isinstance(session.plan.detectors, DetectorConfigs) else DetectorConfigs()
-        key = id(session.plan)
-        free = self._free.setdefault(key, [])
-        if not free:
-            bank = BatchedDetectorBank(self.ROWS, configs)
-            self._banks.setdefault(key, []).append(bank)
-            self._frames[id(bank)] = np.zeros((self.ROWS, FRAME), dtype=np.int16)
-            free.extend((bank, row) for row in range(self.ROWS - 1, -1, -1))
-        bank, row = free.pop()
-        # One clock for every row: 20 ms per media tick (frame-exact, not wall time), so the same
-        # frames fed from a leg's WAV with the same origin reproduce the live events bit for bit.
-        io.origin_ms = session.engine.bank_ms
-        bank.reset_row(row, io.origin_ms)
-        io.detector = (bank, row)
-        self._users[(id(bank), row)] = (session, io)
-
-    def detach(self, io: LegIO) -> None:
-        if io.detector is None:
-            return
-        bank, row = io.detector
-        io.detector = None
-        self._users.pop((id(bank), row), None)
-        self._frames[id(bank)][row] = 0  # a free row is fed silence, as before it was taken
-        for key, banks in self._banks.items():
-            if any(b is bank for b in banks):
-                self._free.setdefault(key, []).append((bank, row))
-                return
-
-    def tick(self, now: float, bank_ms: int) -> None:
-        """Pull 20 ms from every attached leg, run each bank once, hand the events to the calls.
-
-        G.711 frames come out of the jitter buffers still encoded and are decoded together, one
-        table lookup per law for every leg (the same samples as decoding each on arrival).
-        """
-        # (bank, row, session, leg, samples if already linear, else (decode group, index in it))
-        pulled: list[tuple[int, int, CallSession, LegIO, np.ndarray | None, int, int]] = []
-        payloads: dict[int, list[bytes]] = {}  # by id(decode table)
-        tables: dict[int, np.ndarray] = {}
-        for (bank_id, row), (session, io) in list(self._users.items()):
-            media = io.media
-            if media is None:
-                continue
-            frame = media.pull_encoded(now)
-            if isinstance(frame, EncodedFrame):
-                key = id(frame.table)
-                group = payloads.get(key)
-                if group is None:
-                    group = payloads[key] = []
-                    tables[key] = frame.table
-                pulled.append((bank_id, row, session, io, None, key, len(group)))
-                group.append(frame.payload)
-            else:
-                pulled.append((bank_id, row, session, io, frame, 0, 0))
-        decoded = {key: tables[key][np.frombuffer(b"".join(group), dtype=np.uint8)].reshape(len(group), -1)
-                   for key, group in payloads.items()}
-        fed: dict[int, Any] = {}
-        frames_of = self._frames
-        for bank_id, row, session, io, linear, key, index in pulled:
-            samples = decoded[key][index] if linear is None else linear
-            session.on_frame(io, samples, now)
-            detector = io.detector
-            if detector is None:  # the frame ended the leg
-                continue
-            frames_of[bank_id][row] = samples
-            fed[bank_id] = detector[0]
-        for bank_id, bank in fed.items():
-            # Every row of a bank shares the bank's clock; a row's events count from its attach time.
-            rows_events = bank.feed(frames_of[bank_id], bank_ms)
-            for row, events in enumerate(rows_events):
-                if not events:
-                    continue
-                user = self._users.get((bank_id, row))
-                if user is not None:
-                    session, io = user
-                    for event in events:
-                        session.log_detection(io, event, bank_ms)
-                        session.engine.detector_event(session, io, event)
 
 
 class Engine:

@@ -69,6 +69,7 @@ class LegIO:
     detector: tuple[Any, int] | None = None  # (bank, row) in the engine's detector pool
     origin_ms: int = 0  # the detector row's time origin (engine clock, ms)
     wav: wave.Wave_write | None = None
+    recording: bool = False  # this leg's audio goes to ``wav`` (not privileged, not stopped at the bridge)
     prompts: list[str] = field(default_factory=list)  # tags queued, in order
     paced: bool = False
     _pending_audio: list[bytes] = field(default_factory=list)  # frames not yet written to ``wav``
@@ -87,10 +88,10 @@ class LegIO:
     def media(self, value: MediaLeg | None) -> None:
         self.path.media = value
 
-    def record(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append one 20 ms frame to the leg's recording; written in blocks of ``RECORD_BLOCK``
-        frames (one write a second instead of fifty; ``flush_recording`` at the end)."""
-        self._pending_audio.append(samples.astype("<i2").tobytes())
+    def record_pcm(self, frame: bytes) -> None:
+        """Append one 20 ms frame (16-bit little-endian PCM) to the leg's recording; written in blocks
+        of ``RECORD_BLOCK`` frames (one write a second instead of fifty; ``flush_recording`` at the end)."""
+        self._pending_audio.append(frame)
         if len(self._pending_audio) >= RECORD_BLOCK:
             self.flush_recording()
 
@@ -112,7 +113,7 @@ class CallSession:
         self.legs: dict[Leg, LegIO] = {Leg.FACILITY: facility}
         self.folder = folder
         self.name_clip: npt.NDArray[np.int16] | None = None
-        self._name_frames: list[npt.NDArray[np.int16]] | None = None
+        self.name_frames: list[npt.NDArray[np.int16]] | None = None
         self._name_until = 0.0
         self._name_started = 0.0
         self.bridged = False
@@ -217,7 +218,7 @@ class CallSession:
 
     def _do_StartRecording(self, c: cmd.StartRecording) -> None:  # noqa: N802
         now = self.engine.now()
-        self._name_frames = []
+        self.name_frames = []
         self._name_started = now
         self._name_until = now + c.max_ms / 1000
 
@@ -239,6 +240,9 @@ class CallSession:
 
     def _do_Bridge(self, c: cmd.Bridge) -> None:  # noqa: N802
         self.record_audio = c.record and self.record_audio
+        if not self.record_audio:
+            for io in self.legs.values():
+                io.recording = False
         self.bridged = True
         if not any(io.prompts for io in self.legs.values()):
             self._bridge_media()
@@ -298,6 +302,7 @@ class CallSession:
                 io.flush_recording()
                 io.wav.close()
                 io.wav = None
+                io.recording = False
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "record.json").write_text(dumps_pretty(c.record) + "\n", encoding="utf-8")
         with open(self.folder / "events.jsonl", "w", encoding="utf-8") as journal:
@@ -327,6 +332,7 @@ class CallSession:
             wav.setsampwidth(2)
             wav.setframerate(8000)
             io.wav = wav
+            io.recording = True
 
     def _stop_media(self, io: LegIO) -> None:
         if io.media is not None and io.paced:
@@ -381,18 +387,17 @@ class CallSession:
         elif isinstance(item, FlashEvent):
             self.feed(ev.HookflashDetected(io.leg, {"detector": "rfc4733_flash", "duration_ms": item.duration_ms}))
 
-    def on_frame(self, io: LegIO, samples: npt.NDArray[np.int16], now: float) -> None:
-        """This tick's 20 ms of audio received on a leg (before the detectors run)."""
-        if io.wav is not None and self.record_audio:
-            io.record(samples)
-        if io.leg is Leg.FACILITY and self._name_frames is not None:
-            self._name_frames.append(samples.copy())
+    def on_name_frame(self, samples: npt.NDArray[np.int16], now: float) -> None:
+        """This tick's 20 ms from the facility leg while the caller's name is recorded (ACC-1);
+        ``samples`` is the detector block's row, so it is copied."""
+        if self.name_frames is not None:
+            self.name_frames.append(samples.copy())
             if now >= self._name_until:
                 self._finish_name()
 
     def _finish_name(self) -> None:
-        frames = self._name_frames or []
-        self._name_frames = None
+        frames = self.name_frames or []
+        self.name_frames = None
         if not frames:
             self.feed(ev.NameRecorded(0, False))
             return

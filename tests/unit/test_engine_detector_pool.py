@@ -1,9 +1,11 @@
-"""The engine's detector pool: every leg's frame, decoded in one batch, reaches its recording and
-its detector row exactly as decoding each packet on arrival did."""
+"""The engine's detector pool: every leg's frame, decoded in one batch, reaches its recording, the
+caller's name recording and its detector row exactly as decoding each packet on arrival did."""
 
 from __future__ import annotations
 
+import io as _io
 import random
+import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,27 +38,51 @@ class Plan:
 
 @dataclass
 class FakeSession:
-    """What the pool needs of a CallSession: the plan, the engine, on_frame, log_detection."""
+    """What the pool needs of a CallSession: the plan, the engine, name_frames and on_name_frame
+    (while the caller's name is recorded), log_detection."""
 
     name: str
     engine: FakeEngine
     plan: Plan = field(default_factory=Plan)
-    recorded: list[np.ndarray] = field(default_factory=list)
+    name_frames: list[np.ndarray] | None = None
 
-    def on_frame(self, io: LegIO, samples: np.ndarray, now: float) -> None:
-        self.recorded.append(samples.copy())
+    def on_name_frame(self, samples: np.ndarray, now: float) -> None:
+        assert self.name_frames is not None
+        self.name_frames.append(samples.copy())
 
     def log_detection(self, io: LegIO, event: Any, bank_ms: int) -> None:
         pass
 
 
-def _leg(codec: Codec) -> MediaLeg:
-    return MediaLeg(Leg.CALLED, random.Random(1), 0.0, RemoteMedia(("127.0.0.1", 4000), codec, 101))
+def _leg(codec: Codec, leg: Leg = Leg.CALLED) -> MediaLeg:
+    return MediaLeg(leg, random.Random(1), 0.0, RemoteMedia(("127.0.0.1", 4000), codec, 101))
+
+
+def _recorder(io: LegIO) -> _io.BytesIO:
+    """Record the leg into an in-memory WAV, as CallSession does into its folder."""
+    out = _io.BytesIO()
+    wav = wave.open(out, "wb")  # noqa: SIM115 - closed by _recorded
+    wav.setnchannels(1)
+    wav.setsampwidth(2)
+    wav.setframerate(8000)
+    io.wav, io.recording = wav, True
+    return out
+
+
+def _recorded(io: LegIO, out: _io.BytesIO) -> list[np.ndarray]:
+    assert io.wav is not None
+    io.flush_recording()
+    io.wav.close()
+    out.seek(0)
+    with wave.open(out, "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    return list(pcm.reshape(-1, 160))
 
 
 def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding() -> None:
-    """Three legs (mu-law, A-law, one whose packets stop): the recorded frames equal a twin
-    MediaLeg's pull_frame, and the in-band keys found equal a DetectorBank's on those frames."""
+    """Three legs (mu-law, A-law, one whose packets stop): the recorded frames (WAV) equal a twin
+    MediaLeg's pull_frame, and the in-band keys found equal a DetectorBank's on those frames. The
+    A-law leg is a facility leg whose caller is saying their name: those frames reach the call too."""
     rng = np.random.default_rng(5)
 
     def keys(first: str, second: str) -> np.ndarray:
@@ -69,14 +95,16 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
     signals = {"ulaw": keys("5", "9"), "alaw": keys("3", "7"), "stops": keys("1", "2")}
     frames = signals["ulaw"]
     setups = [("ulaw", Codec.PCMU, len(frames)), ("alaw", Codec.PCMA, len(frames)), ("stops", Codec.PCMU, 8)]
-    live, twins, sessions = [], [], []
+    live, twins, sessions, wavs = [], [], [], []
     for name, codec, packets in setups:
-        session = FakeSession(name, engine, plan)
-        io = LegIO(Leg.CALLED, endpoint=None)  # type: ignore[arg-type]  # the pool never touches it
-        io.media = _leg(codec)
+        leg = Leg.FACILITY if name == "alaw" else Leg.CALLED
+        session = FakeSession(name, engine, plan, name_frames=[] if name == "alaw" else None)
+        io = LegIO(leg, endpoint=None)  # type: ignore[arg-type]  # the pool never touches it
+        io.media = _leg(codec, leg)
+        wavs.append(_recorder(io))
         pool.attach(session, io)  # type: ignore[arg-type]
         live.append((io, codec, packets))
-        twins.append(_leg(codec))
+        twins.append(_leg(codec, leg))
         sessions.append(session)
     reference: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in setups}
     for k in range(len(frames)):
@@ -91,9 +119,13 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
             reference[name].append(twin.pull_frame(now).samples.copy())
         pool.tick(now, engine.bank_ms)
         engine.bank_ms += 20
-    for session in sessions:
-        assert len(session.recorded) == len(frames)
-        assert all(np.array_equal(a, b) for a, b in zip(session.recorded, reference[session.name], strict=True))
+    for session, (io, _, _), out in zip(sessions, live, wavs, strict=True):
+        recorded = _recorded(io, out)
+        assert len(recorded) == len(frames)
+        assert all(np.array_equal(a, b) for a, b in zip(recorded, reference[session.name], strict=True))
+    assert sessions[1].name_frames is not None and len(sessions[1].name_frames) == len(frames)
+    assert all(np.array_equal(a, b) for a, b in zip(sessions[1].name_frames, reference["alaw"], strict=True))
+    assert sessions[0].name_frames is None  # a called leg's frames are not the caller's name
     expected: list[tuple[str, Any]] = []
     for name, _, _ in setups:
         bank = BatchedDetectorBank(DetectorPool.ROWS, plan.detectors)
@@ -104,3 +136,25 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
     assert sorted(map(str, engine.events)) == sorted(map(str, expected))
     found = [(name, e["digit"]) for name, e in engine.events]
     assert sorted(found) == [("alaw", "3"), ("alaw", "7"), ("ulaw", "5"), ("ulaw", "9")]
+
+
+def test_a_leg_that_stopped_recording_records_nothing_but_is_still_detected() -> None:
+    """REG-3 and a dialplan that does not record the conversation: ``recording`` off, no frame is
+    written, and the leg's row is still fed (stray keys are watched during every call)."""
+    engine = FakeEngine()
+    plan = Plan(DetectorConfigs().with_only(("dtmf",)))
+    pool = DetectorPool()
+    session = FakeSession("quiet", engine, plan)
+    io = LegIO(Leg.CALLED, endpoint=None)  # type: ignore[arg-type]
+    io.media = _leg(Codec.PCMU)
+    out = _recorder(io)
+    io.recording = False
+    pool.attach(session, io)  # type: ignore[arg-type]
+    frames = to_frames(np.concatenate([silence(200), dtmf("4", 120), silence(400)]))
+    for k, frame in enumerate(frames):
+        assert io.media is not None
+        io.media.receive(RtpPacket(0, k, 160 * k, 9, Codec.PCMU.encode(frame)), ("127.0.0.1", 4000), 0.02 * k)
+        pool.tick(0.02 * k, engine.bank_ms)
+        engine.bank_ms += 20
+    assert _recorded(io, out) == []
+    assert [e["digit"] for _, e in engine.events] == ["4"]
