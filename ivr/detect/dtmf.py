@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -151,11 +151,13 @@ class DtmfBank:
         self._origin_ms[row] = now_ms
         self._runs.pop(row, None)
 
-    def _windows(self, coeffs: npt.NDArray[np.complex128], energy: npt.NDArray[np.float64]) -> _WindowResult:
+    def _windows(self, rows: list[int], coeffs: npt.NDArray[np.complex128],
+                 energy: npt.NDArray[np.float64]) -> _WindowResult:
+        """The window tests of channels ``rows`` (their results in that order)."""
         # Blocks a (earlier) and b (later) of the two windows ending in this frame's blocks.
-        xa = np.stack([self._prev_coeffs, coeffs[:, 0]], axis=1)
-        ea = np.stack([self._prev_energy, energy[:, 0]], axis=1)
-        return self.window_features(xa, coeffs, ea, energy)
+        xa = np.stack([self._prev_coeffs[rows], coeffs[rows, 0]], axis=1)
+        ea = np.stack([self._prev_energy[rows], energy[rows, 0]], axis=1)
+        return self.window_features(xa, coeffs[rows], ea, energy[rows])
 
     def window_features(
         self,
@@ -228,23 +230,59 @@ class DtmfBank:
         )
         return _WindowResult(valid, row, col, row_f + row_dev, col_f + col_dev, p_row, p_col, ratio)
 
+    def possible_windows(self, before: npt.NDArray[np.float64],
+                         blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Which windows can pass :meth:`window_features`' tests, from the amplitudes (``|X| / (BLOCK
+        / 2)`` at the 8 fundamentals, shape (..., 8)) of their blocks a (``before``) and b (``blocks``).
+
+        A necessary condition, with a 1 % margin so rounding cannot matter: a window passes only if
+        its strongest row and column bins reach ``min_level_dbm0`` and both blocks carry a quarter
+        of it. ``window_features`` corrects the two blocks' mean amplitude ``amp`` by at most a
+        factor 2 (``corr >= 0.5``), so its power is at most ``2 amp**2``. Silence, line noise and
+        most speech fail it and need no window test at all (the tests' arithmetic, with its angles
+        and sincs, is most of the detector's cost).
+        """
+        min_power = self._min_power
+        upper = 2.0 * ((before + blocks) / 2.0) ** 2
+        both = np.minimum(before, blocks) ** 2 / 2.0 >= min_power * 0.25 * 0.99
+        possible: npt.NDArray[np.bool_] = (
+            (upper[..., :4].max(axis=-1) >= min_power * 0.99)
+            & (upper[..., 4:].max(axis=-1) >= min_power * 0.99)
+            & both[..., :4].any(axis=-1)
+            & both[..., 4:].any(axis=-1)
+        )
+        return possible
+
     def feed(self, frames: npt.ArrayLike, now_ms: int) -> list[list[DtmfEvent]]:
-        """Process one 20 ms frame per channel (``now_ms``: time of the frames' first sample)."""
+        """Process one 20 ms frame per channel (``now_ms``: time of the frames' first sample).
+
+        The window tests run only on the channels where a window can pass them
+        (:meth:`possible_windows`) or a key is in progress: each channel's result depends on its
+        own row only, so the others' would not change anything (ivr/detect/offline.py does the same).
+        """
         x = as_frames(frames)
         if x.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {x.shape[0]}")
         coeffs, energy = _block_dft(x)
-        win = self._windows(coeffs, energy)
         amps = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)  # (C, 2, 8)
         out: list[list[DtmfEvent]] = [[] for _ in range(self.channels)]
-        active = set(np.flatnonzero(win.valid.any(axis=1)).tolist()) | set(self._runs)
-        for ch in sorted(active):
-            base_block = (now_ms - int(self._origin_ms[ch])) // BLOCK_MS
-            hist = [self._hist_amp[ch, 0], self._hist_amp[ch, 1], amps[ch, 0], amps[ch, 1]]
-            hist_e = [self._hist_energy[ch, 0], self._hist_energy[ch, 1], energy[ch, 0], energy[ch, 1]]
-            for w in range(2):
-                block = base_block + w
-                self._step(ch, block, w, win, hist, hist_e, out[ch])
+        # Block a of the window ending in each of this frame's blocks: the last frame's second
+        # block, then this frame's first.
+        before = np.stack([self._hist_amp[:, 1], amps[:, 0]], axis=1)
+        rows: list[int] = np.flatnonzero(self.possible_windows(before, amps).any(axis=1)).tolist()
+        if self._runs:
+            rows = sorted(set(rows).union(self._runs))
+        if rows:
+            win = self._windows(rows, coeffs, energy)
+            valid = cast(list[bool], win.valid.any(axis=1).tolist())
+            for at, ch in enumerate(rows):
+                if not valid[at] and ch not in self._runs:
+                    continue
+                base_block = (now_ms - int(self._origin_ms[ch])) // BLOCK_MS
+                hist = [self._hist_amp[ch, 0], self._hist_amp[ch, 1], amps[ch, 0], amps[ch, 1]]
+                hist_e = [self._hist_energy[ch, 0], self._hist_energy[ch, 1], energy[ch, 0], energy[ch, 1]]
+                for w in range(2):
+                    self._step(ch, at, base_block + w, w, win, hist, hist_e, out[ch])
         self._prev_coeffs = coeffs[:, 1].copy()
         self._prev_energy = energy[:, 1].copy()
         self._hist_amp = amps.copy()
@@ -254,6 +292,7 @@ class DtmfBank:
     def _step(
         self,
         ch: int,
+        at: int,
         block: int,
         w: int,
         win: _WindowResult,
@@ -261,10 +300,11 @@ class DtmfBank:
         hist_e: list[float],
         out: list[DtmfEvent],
     ) -> None:
-        """Advance channel ``ch`` by one block (index ``block``); ``hist[w + 2]`` is that block."""
-        valid = bool(win.valid[ch, w])
-        row = int(win.row[ch, w])
-        col = int(win.col[ch, w])
+        """Advance channel ``ch`` by one block (index ``block``); ``hist[w + 2]`` is that block and
+        ``win``'s row ``at`` holds the channel's window tests."""
+        valid = bool(win.valid[at, w])
+        row = int(win.row[at, w])
+        col = int(win.col[at, w])
         run = self._runs.get(ch)
 
         def block_amps(i: int, r: int, c: int) -> tuple[float, float, float]:
@@ -281,7 +321,7 @@ class DtmfBank:
                 run.valid_windows += 1
                 run.steady_row = max(run.steady_row, a_r)
                 run.steady_col = max(run.steady_col, a_c)
-                run.measures.append(self._measure(ch, w, win))
+                run.measures.append(self._measure(at, w, win))
             run.amps.append((a_r, a_c, frac))
             cover = 0.5 * (a_r / run.steady_row + a_c / run.steady_col)
             other = valid and not same
@@ -300,17 +340,17 @@ class DtmfBank:
             steady_r = max(amps3[1][0], amps3[2][0])
             steady_c = max(amps3[1][1], amps3[2][1])
             new = _Run(row, col, block - 2, amps3, steady_r, steady_c)
-            new.measures.append(self._measure(ch, w, win))
+            new.measures.append(self._measure(at, w, win))
             new.last_on = block
             self._runs[ch] = new
 
-    def _measure(self, ch: int, w: int, win: _WindowResult) -> tuple[float, float, float, float, float]:
+    def _measure(self, at: int, w: int, win: _WindowResult) -> tuple[float, float, float, float, float]:
         return (
-            float(win.row_hz[ch, w]),
-            float(win.col_hz[ch, w]),
-            float(win.p_row[ch, w]),
-            float(win.p_col[ch, w]),
-            float(win.ratio[ch, w]),
+            float(win.row_hz[at, w]),
+            float(win.col_hz[at, w]),
+            float(win.p_row[at, w]),
+            float(win.p_col[at, w]),
+            float(win.ratio[at, w]),
         )
 
     def _finish(self, ch: int, run: _Run, out: list[DtmfEvent]) -> None:

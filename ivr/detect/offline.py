@@ -257,25 +257,13 @@ def _dtmf_windows(
     """The streaming window tests of a segment's frames, into ``out[offset:]``, computed only
     for frames where a window can pass them (the others stay invalid).
 
-    Screen (a necessary condition, with a 1 % margin so rounding cannot matter): a window passes
-    only if its strongest row and column bins reach ``min_level_dbm0`` and both blocks carry a
-    quarter of it. ``window_features`` corrects the two blocks' mean amplitude ``amp`` by at most
-    a factor 2 (``corr >= 0.5``), so its power is at most ``2 amp**2``; the blocks' amplitudes are
-    ``amps`` (``prev_amps``: the block before the segment). Silence and most speech fail this
-    and need no window test at all.
+    Screen: :meth:`DtmfBank.possible_windows` on the blocks' amplitudes ``amps`` (``prev_amps``:
+    the block before the segment), the streaming bank's own screen.
     """
     m = xb.shape[0]
-    min_power = tracker._min_power
     blocks = amps.reshape(2 * m, _NF)
     before = np.concatenate([prev_amps, blocks[:-1]])  # block a of each window
-    upper = 2.0 * ((before + blocks) / 2.0) ** 2
-    both = np.minimum(before, blocks) ** 2 / 2.0 >= min_power * 0.25 * 0.99
-    possible = (
-        (upper[:, :4].max(axis=1) >= min_power * 0.99)
-        & (upper[:, 4:].max(axis=1) >= min_power * 0.99)
-        & both[:, :4].any(axis=1)
-        & both[:, 4:].any(axis=1)
-    ).reshape(m, 2).any(axis=1)
+    possible = tracker.possible_windows(before, blocks).reshape(m, 2).any(axis=1)
     rows = np.flatnonzero(possible)
     # In slices of a bank's size: on strided operands numpy buffers large arrays into contiguous
     # ones and then multiplies complex numbers with fused multiply-adds, which rounds differently
@@ -314,7 +302,7 @@ def _dtmf(feats: _DtmfFeatures, c: DetectorConfigs, n: int, flush: bool) -> list
             )
             events: list[DtmfEvent] = []
             for w in range(2):
-                tracker._step(0, 2 * f + w, w, one, hist, hist_e, events)
+                tracker._step(0, 0, 2 * f + w, w, one, hist, hist_e, events)
             out += [(f, e) for e in events]
             f += 1
             if not tracker._runs or f >= n:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ivr.detect import synth
 from ivr.detect.config import DtmfConfig
-from ivr.detect.dtmf import DtmfBank, DtmfDetector
+from ivr.detect.dtmf import _NF, BLOCK, DtmfBank, DtmfDetector, _block_dft
 from ivr.types import DTMF_KEYS
 from tests.unit.detect.detect_testlib import alaw_round_trip, digits, pad, run_dtmf, ulaw_round_trip
 
@@ -187,3 +187,38 @@ def test_raising_the_level_threshold_rejects_quiet_keys() -> None:
     sig = pad(synth.dtmf("2", 60, -25.0))
     assert digits(run_dtmf(sig)) == "2"
     assert run_dtmf(sig, DtmfDetector(DtmfConfig(min_level_dbm0=-20.0))) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.sampled_from(DTMF_KEYS),
+    margin_db=st.floats(-1.0, 4.0),
+    twist_db=st.floats(-8.0, 12.0),
+    low_dev_pct=st.floats(-4.0, 4.0),
+    high_dev_pct=st.floats(-4.0, 4.0),
+    noise_dbm0=st.floats(-70.0, -20.0),
+    lead_ms=st.floats(0.0, 20.0),
+    seed=st.integers(0, 2**16),
+)
+def test_the_window_screen_never_drops_a_window_the_q24_tests_pass(
+    key: str, margin_db: float, twist_db: float, low_dev_pct: float, high_dev_pct: float,
+    noise_dbm0: float, lead_ms: float, seed: int,
+) -> None:
+    """DtmfBank runs its window tests only where ``possible_windows`` allows: for keys whose weaker
+    tone is within a few dB of ``min_level_dbm0`` (where the screen's bound is tight), near the twist
+    and frequency limits, in noise, every window the full tests pass is allowed."""
+    rng = np.random.default_rng(seed)
+    weaker_below_low = max(twist_db, 0.0)  # the high tone is twist_db below the low one
+    level_dbm0 = DtmfConfig().min_level_dbm0 + weaker_below_low + margin_db
+    sig = pad(synth.dtmf(key, 60, level_dbm0, twist_db, low_dev_pct, high_dev_pct), before_ms=lead_ms)
+    sig = sig + synth.white_noise(len(sig) / 8, noise_dbm0, rng)
+    frames = synth.to_frames(sig).astype(np.float64)
+    bank = DtmfBank(len(frames))
+    coeffs, energy = _block_dft(frames)
+    amps = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)
+    # Every window of the signal, each as one row: block a is the previous block.
+    flat_c, flat_e, flat_a = coeffs.reshape(-1, coeffs.shape[-1]), energy.reshape(-1), amps.reshape(-1, _NF)
+    xa, xb = flat_c[:-1, None], flat_c[1:, None]
+    win = bank.window_features(xa, xb, flat_e[:-1, None], flat_e[1:, None])
+    possible = bank.possible_windows(flat_a[:-1], flat_a[1:])
+    assert not (win.valid[:, 0] & ~possible).any()
