@@ -10,6 +10,8 @@ keys), so those run whenever hookflash is enabled; only the enabled detectors' e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -17,7 +19,7 @@ from ivr.detect.config import DetectorConfigs
 from ivr.detect.dtmf import DtmfBank
 from ivr.detect.events import DetectorEvent, DtmfEvent
 from ivr.detect.hookflash import HookflashBank
-from ivr.detect.levels import FRAME_SAMPLES
+from ivr.detect.levels import FRAME_SAMPLES, as_frames
 from ivr.detect.noise import NoiseBank
 from ivr.detect.silence import SilenceBank
 from ivr.detect.tones import ToneBank
@@ -51,32 +53,29 @@ class BatchedDetectorBank:
             x = x[np.newaxis, :]
         if x.shape != (self.channels, FRAME_SAMPLES):
             raise ValueError(f"expected shape ({self.channels}, {FRAME_SAMPLES}), got {x.shape}")
+        x = as_frames(x)  # once for every detector (each would convert the int16 block again)
         out: list[list[DetectorEvent]] = [[] for _ in range(self.channels)]
         dtmf: list[list[DtmfEvent]] = [[] for _ in range(self.channels)]
+        # Events are rare: each detector's rows are walked only when it has any (``any`` over the
+        # row lists runs in C, a walk of 128 rows per detector per tick in Python does not).
         if self.dtmf is not None:
             dtmf = self.dtmf.feed(x, now_ms)
             if c.dtmf_enabled:
-                for row, evs in enumerate(dtmf):
-                    out[row].extend(evs)
+                _merge(out, dtmf)
         if self.silence is not None:
             sil = self.silence.feed(x, now_ms)
             if c.silence_enabled:
-                for row, sevs in enumerate(sil):
-                    out[row].extend(sevs)
+                _merge(out, sil)
         if self.tones is not None:
             tones = self.tones.feed(x, now_ms)
             if c.tones_enabled:
-                for row, tevs in enumerate(tones):
-                    out[row].extend(tevs)
+                _merge(out, tones)
         if self.hookflash is not None and self.silence is not None and self.tones is not None:
-            flashes = self.hookflash.feed(
+            _merge(out, self.hookflash.feed(
                 x, now_ms, self.silence.floor_dbm0, self.tones.active_class, self.tones.active_since_ms, dtmf
-            )
-            for row, hevs in enumerate(flashes):
-                out[row].extend(hevs)
+            ))
         if self.noise is not None:
-            for row, nevs in enumerate(self.noise.feed(x, now_ms)):
-                out[row].extend(nevs)
+            _merge(out, self.noise.feed(x, now_ms))
         return out
 
     def flush(self, now_ms: int) -> list[list[DetectorEvent]]:
@@ -99,6 +98,14 @@ class BatchedDetectorBank:
                 for row, evs in enumerate(rows):
                     out[row].extend(evs)
         return out
+
+
+def _merge(out: list[list[DetectorEvent]], rows: Sequence[Sequence[DetectorEvent]]) -> None:
+    """Append each row's events to ``out``'s row, in order."""
+    if any(rows):
+        for row, events in enumerate(rows):
+            if events:
+                out[row].extend(events)
 
 
 class DetectorBank:

@@ -45,10 +45,16 @@ def powers_to_dbm0(power: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def as_frames(frames: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Check and convert a (channels, 160) int16 array (or one 160-sample frame) to float64 2-D."""
+    """Check and convert a (channels, 160) int16 array (or one 160-sample frame) to float64 2-D.
+
+    A C-contiguous float64 array is returned as it is, not copied (the detectors only read their
+    frames): the bank converts a tick's block once for all its detectors. Anything else is copied
+    as before (the same layout, so the same rounding downstream)."""
     arr = np.asarray(frames)
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
     if arr.ndim != 2 or arr.shape[1] != FRAME_SAMPLES:
         raise ValueError(f"expected frames of {FRAME_SAMPLES} samples, got shape {arr.shape}")
+    if arr.dtype == np.float64 and arr.flags.c_contiguous:
+        return arr
     return arr.astype(np.float64)

@@ -40,6 +40,8 @@ NONE, DIAL, RINGBACK, BUSY, CW, SIT1, SIT2, SIT3 = range(8)
 CLASS_NAMES = ("none", "dial", "ringback", "busy_pair", "440", "sit1", "sit2", "sit3")
 # Component indices into FREQS_HZ for each class (pairs and singles).
 _PAIRS = {DIAL: (0, 1), RINGBACK: (1, 2), BUSY: (2, 3)}
+_PAIR_FIRST = np.array([i for i, _ in _PAIRS.values()])
+_PAIR_SECOND = np.array([j for _, j in _PAIRS.values()])
 
 
 class ToneBank:
@@ -77,27 +79,20 @@ class ToneBank:
         k = len(FREQS_HZ)
         p = (coef[:, :k] ** 2 + coef[:, k:] ** 2) / 2.0  # power of each fitted sine
         total = np.einsum("ij,ij->i", x, x) / FRAME_SAMPLES
-        cls = np.zeros(x.shape[0], dtype=np.int64)
-        best = np.zeros(x.shape[0])
-        for c, (i, j) in _PAIRS.items():
-            pair = p[:, i] + p[:, j]
-            ok = (
-                (p[:, i] >= self._min_power)
-                & (p[:, j] >= self._min_power)
-                & (p[:, i] <= _MAX_PAIR_TWIST * p[:, j])
-                & (p[:, j] <= _MAX_PAIR_TWIST * p[:, i])
-                & (pair >= self._ratio * np.maximum(total - pair, 1e-3))
-                & (pair > best)
-            )
-            cls = np.where(ok, c, cls)
-            best = np.where(ok, pair, best)
-        # Single tones: 440 (call waiting), SIT segments (either frequency of the segment).
-        singles = [(CW, p[:, 1]), (SIT1, np.maximum(p[:, 4], p[:, 5])), (SIT2, np.maximum(p[:, 6], p[:, 7]))]
-        singles.append((SIT3, p[:, 8]))
-        for c, ps in singles:
-            ok = (ps >= self._min_power) & (ps >= self._ratio * np.maximum(total - ps, 1e-3)) & (ps > best)
-            cls = np.where(ok, c, cls)
-            best = np.where(ok, ps, best)
+        # Every class's power, in class order (DIAL .. SIT3): the pairs' sums, then the singles
+        # (440 Hz for call waiting, either frequency of a SIT segment).
+        first, second = p[:, _PAIR_FIRST], p[:, _PAIR_SECOND]
+        values = np.concatenate([first + second, p[:, 1:2], np.maximum(p[:, 4:7:2], p[:, 5:8:2]), p[:, 8:9]], axis=1)
+        ok = values >= self._ratio * np.maximum(total[:, None] - values, 1e-3)
+        ok[:, :3] &= ((first >= self._min_power) & (second >= self._min_power)
+                      & (first <= _MAX_PAIR_TWIST * second) & (second <= _MAX_PAIR_TWIST * first))
+        ok[:, 3:] &= values[:, 3:] >= self._min_power
+        # The class is the strongest that passes, the first of equals (classes were once tried in
+        # order, each taken only if stronger than the one before: the same choice).
+        passing = np.where(ok, values, 0.0)
+        strongest = np.argmax(passing, axis=1)
+        best = passing.max(axis=1)
+        cls = np.where(ok.any(axis=1), strongest + 1, NONE).astype(np.int64)
         return cls, best
 
     def feed(self, frames: npt.ArrayLike, now_ms: int) -> list[list[ToneEvent]]:
