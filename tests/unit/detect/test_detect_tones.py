@@ -8,7 +8,7 @@ import pytest
 from ivr.detect import synth
 from ivr.detect.audio import load_8k
 from ivr.detect.events import ToneEvent
-from ivr.detect.tones import ToneDetector
+from ivr.detect.tones import _FIT, _MAX_PAIR_TWIST, FREQS_HZ, ToneBank, ToneDetector
 
 AUDIO = "tests/data/audio"
 
@@ -88,3 +88,41 @@ def test_music_is_no_tone() -> None:
     """A minute of music-like material (chords, melodies, sweeps) raises no tone event."""
     music = synth.music_like(60.0, np.random.default_rng(11))
     assert run(music) == []
+
+
+def _classes_in_order(bank: ToneBank, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The class rule as written down: try dial, ringback, busy, 440, SIT1..3 in that order and take
+    each that passes and is stronger than the one taken before."""
+    p = ((x @ _FIT)[:, :9] ** 2 + (x @ _FIT)[:, 9:] ** 2) / 2.0
+    total = np.einsum("ij,ij->i", x, x) / 160
+    cls = np.zeros(len(x), dtype=np.int64)
+    best = np.zeros(len(x))
+    candidates = [(1, p[:, 0], p[:, 1]), (2, p[:, 1], p[:, 2]), (3, p[:, 2], p[:, 3])]
+    for c, a, b in candidates:
+        pair = a + b
+        ok = ((a >= bank._min_power) & (b >= bank._min_power) & (a <= _MAX_PAIR_TWIST * b) & (b <= _MAX_PAIR_TWIST * a)
+              & (pair >= bank._ratio * np.maximum(total - pair, 1e-3)) & (pair > best))
+        cls, best = np.where(ok, c, cls), np.where(ok, pair, best)
+    singles = [(4, p[:, 1]), (5, np.maximum(p[:, 4], p[:, 5])), (6, np.maximum(p[:, 6], p[:, 7])), (7, p[:, 8])]
+    for c, ps in singles:
+        ok = (ps >= bank._min_power) & (ps >= bank._ratio * np.maximum(total - ps, 1e-3)) & (ps > best)
+        cls, best = np.where(ok, c, cls), np.where(ok, ps, best)
+    return cls, best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_tone_class_is_the_strongest_passing_class_tried_in_order(seed: int) -> None:
+    """Frames of noise with one to three of the plan's frequencies (near-equal pairs, twists, off
+    frequency): classify gives the class and power of the in-order rule, bit for bit."""
+    rng = np.random.default_rng(seed)
+    n = np.arange(160)
+    x = rng.normal(0, rng.uniform(1, 300), (512, 160))
+    for row in range(512):
+        for f in rng.choice(FREQS_HZ, rng.integers(0, 4), replace=False):
+            x[row] += rng.uniform(20, 6000) * np.sin(2 * np.pi * f * (1 + rng.uniform(-0.01, 0.01)) * n / 8000
+                                                     + rng.uniform(0, 6))
+    bank = ToneBank(512)
+    cls, best = bank.classify(x)
+    want_cls, want_best = _classes_in_order(bank, x)
+    assert np.array_equal(cls, want_cls) and np.array_equal(best, want_best)
+    assert len(set(cls.tolist())) == 8  # every class (and none) occurs
