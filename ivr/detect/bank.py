@@ -26,16 +26,27 @@ from ivr.detect.tones import ToneBank
 
 
 class BatchedDetectorBank:
-    """Every enabled detector for ``channels`` legs at once."""
+    """Every enabled detector for ``channels`` legs at once.
 
-    def __init__(self, channels: int, configs: DetectorConfigs | None = None) -> None:
+    ``product_rows`` (default ``channels``): the bank gives each row the results, bit for bit, of
+    a bank of that many rows. numpy rounds a row's matrix products (OpenBLAS picks its kernel by
+    the height) and its buffered strided complex products by the array's size, not by the other
+    rows' values; so a bank of 512 rows with products of 128 gives every leg what a bank of 128
+    gives it, which is what a replay runs (ivr/replay.py), at a quarter of the per-call numpy
+    overhead that is most of a bank's cost.
+    """
+
+    def __init__(self, channels: int, configs: DetectorConfigs | None = None, *,
+                 product_rows: int | None = None) -> None:
         self.configs = configs or DetectorConfigs()
         self.channels = channels
+        self.product_rows = product_rows or channels
         c = self.configs
         hook = c.hookflash_enabled
-        self.dtmf = DtmfBank(channels, c.dtmf) if (c.dtmf_enabled or hook) else None
+        rows = self.product_rows
+        self.dtmf = DtmfBank(channels, c.dtmf, product_rows=rows) if (c.dtmf_enabled or hook) else None
         self.silence = SilenceBank(channels, c.silence) if (c.silence_enabled or hook) else None
-        self.tones = ToneBank(channels, c.tones) if (c.tones_enabled or hook) else None
+        self.tones = ToneBank(channels, c.tones, product_rows=rows) if (c.tones_enabled or hook) else None
         self.hookflash = HookflashBank(channels, c.hookflash) if hook else None
         self.noise = NoiseBank(channels, c.noise) if c.noise_enabled else None
 

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from ivr.detect.config import DtmfConfig
 from ivr.detect.events import DtmfEvent
-from ivr.detect.levels import SAMPLE_RATE_HZ, as_frames, dbm0_to_power, power_to_dbm0
+from ivr.detect.levels import SAMPLE_RATE_HZ, as_frames, dbm0_to_power, power_to_dbm0, stacked_product
 
 ROW_HZ: tuple[float, ...] = (697.0, 770.0, 852.0, 941.0)
 COL_HZ: tuple[float, ...] = (1209.0, 1336.0, 1477.0, 1633.0)
@@ -59,6 +59,7 @@ _BASIS = np.concatenate([np.cos(np.outer(_n, _OMEGA)), -np.sin(np.outer(_n, _OME
 # Phase of each frequency's own advance over one block: removed to leave the offset only.
 _ADVANCE = np.exp(-1j * _OMEGA * BLOCK)
 _HZ_PER_RAD = SAMPLE_RATE_HZ / (2.0 * np.pi * BLOCK)
+_DIAL_BINS = slice(2 * len(ROW_HZ + COL_HZ), 2 * len(ROW_HZ + COL_HZ) + len(_DIAL))  # 350 and 440 Hz in _ALL
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,11 +82,13 @@ def key_for(row: int, col: int) -> str:
     return KEYPAD[row][col]
 
 
-def _block_dft(frames: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.float64]]:
-    """(channels, 2, K) complex DFT coefficients and (channels, 2) block energies."""
+def _block_dft(frames: npt.NDArray[np.float64],
+               product_rows: int | None = None) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.float64]]:
+    """(channels, 2, K) complex DFT coefficients and (channels, 2) block energies; the product
+    rounds as a bank of ``product_rows`` channels' (default: all of them)."""
     channels = frames.shape[0]
     blocks = frames.reshape(channels * 2, BLOCK)
-    prod = blocks @ _BASIS
+    prod = stacked_product(blocks, _BASIS, 2 * (product_rows or channels))
     k = len(_ALL)
     coeffs = (prod[:, :k] + 1j * prod[:, k:]).reshape(channels, 2, k)
     energy = np.einsum("ij,ij->i", blocks, blocks).reshape(channels, 2)
@@ -124,9 +127,12 @@ class _WindowResult:
 class DtmfBank:
     """DTMF receivers for ``channels`` legs at once: ``feed`` takes a (channels, 160) int16 array."""
 
-    def __init__(self, channels: int, config: DtmfConfig | None = None) -> None:
+    def __init__(self, channels: int, config: DtmfConfig | None = None, *, product_rows: int | None = None) -> None:
         self.config = config or DtmfConfig()
         self.channels = channels
+        # The height whose rounding the bank reproduces (see BatchedDetectorBank): the block DFT
+        # is computed in products of that many channels, the rest in slices of at most that many.
+        self.product_rows = product_rows or channels
         cfg = self.config
         self._min_power = dbm0_to_power(cfg.min_level_dbm0)
         self._min_ratio = 10.0 ** (cfg.min_tone_to_rest_db / 10.0)
@@ -151,9 +157,25 @@ class DtmfBank:
         self._origin_ms[row] = now_ms
         self._runs.pop(row, None)
 
+    def _amplitudes(self, coeffs: npt.NDArray[np.complex128]) -> npt.NDArray[np.float64]:
+        """``|X| / (BLOCK / 2)`` at the fundamentals, in slices of ``product_rows`` channels: numpy
+        buffers strided complex operands (and its loop rounds differently) only in large arrays."""
+        step = self.product_rows
+        if self.channels <= step:
+            amps: npt.NDArray[np.float64] = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)
+            return amps
+        return np.concatenate([np.abs(coeffs[i : i + step, :, :_NF]) / (BLOCK / 2)
+                               for i in range(0, self.channels, step)])
+
     def _windows(self, rows: list[int], coeffs: npt.NDArray[np.complex128],
                  energy: npt.NDArray[np.float64]) -> _WindowResult:
-        """The window tests of channels ``rows`` (their results in that order)."""
+        """The window tests of channels ``rows`` (their results in that order), in slices of at
+        most ``product_rows`` channels (see :meth:`_amplitudes`)."""
+        step = self.product_rows
+        if len(rows) > step:
+            parts = [self._windows(rows[i : i + step], coeffs, energy) for i in range(0, len(rows), step)]
+            return _WindowResult(*(np.concatenate([getattr(part, name) for part in parts])
+                                   for name in _WindowResult.__slots__))
         # Blocks a (earlier) and b (later) of the two windows ending in this frame's blocks.
         xa = np.stack([self._prev_coeffs[rows], coeffs[rows, 0]], axis=1)
         ea = np.stack([self._prev_energy[rows], energy[rows, 0]], axis=1)
@@ -230,28 +252,57 @@ class DtmfBank:
         )
         return _WindowResult(valid, row, col, row_f + row_dev, col_f + col_dev, p_row, p_col, ratio)
 
-    def possible_windows(self, before: npt.NDArray[np.float64],
-                         blocks: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-        """Which windows can pass :meth:`window_features`' tests, from the amplitudes (``|X| / (BLOCK
-        / 2)`` at the 8 fundamentals, shape (..., 8)) of their blocks a (``before``) and b (``blocks``).
+    def possible_windows(
+        self,
+        before: npt.NDArray[np.float64],
+        blocks: npt.NDArray[np.float64],
+        xa: npt.NDArray[np.complex128],
+        xb: npt.NDArray[np.complex128],
+        ea: npt.NDArray[np.float64],
+        eb: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.bool_]:
+        """Which windows can pass :meth:`window_features`' tests: shapes (..., 8) for the amplitudes
+        (``|X| / (BLOCK / 2)`` at the fundamentals) of their blocks a (``before``) and b
+        (``blocks``), (..., K) for the blocks' coefficients, (...) for their energies.
 
-        A necessary condition, with a 1 % margin so rounding cannot matter: a window passes only if
-        its strongest row and column bins reach ``min_level_dbm0`` and both blocks carry a quarter
-        of it. ``window_features`` corrects the two blocks' mean amplitude ``amp`` by at most a
-        factor 2 (``corr >= 0.5``), so its power is at most ``2 amp**2``. Silence, line noise and
-        most speech fail it and need no window test at all (the tests' arithmetic, with its angles
-        and sincs, is most of the detector's cost).
+        A necessary condition, with a 1 % margin so rounding cannot matter. ``window_features``
+        corrects the two blocks' mean amplitude ``amp`` by at most a factor 2 (``corr >= 0.5``), so
+        a tone's power is at most ``2 amp**2``: the strongest row and column bins must reach
+        ``min_level_dbm0``, both blocks must carry a quarter of it, and the two bounds together
+        must stand ``min_tone_to_rest_db`` above the rest of the window (``ratio >= r`` needs
+        ``pair * (1 + r) >= r * total``). Silence, line noise and nearly all speech fail it and
+        need no window test at all (the tests' arithmetic, with its angles and sincs, is most of
+        the detector's cost).
         """
         min_power = self._min_power
         upper = 2.0 * ((before + blocks) / 2.0) ** 2
         both = np.minimum(before, blocks) ** 2 / 2.0 >= min_power * 0.25 * 0.99
+        best_row = upper[..., :4].max(axis=-1)
+        best_col = upper[..., 4:].max(axis=-1)
+        ratio = self._min_ratio
         possible: npt.NDArray[np.bool_] = (
-            (upper[..., :4].max(axis=-1) >= min_power * 0.99)
-            & (upper[..., 4:].max(axis=-1) >= min_power * 0.99)
+            (best_row >= min_power * 0.99)
+            & (best_col >= min_power * 0.99)
             & both[..., :4].any(axis=-1)
             & both[..., 4:].any(axis=-1)
+            & ((best_row + best_col) * (1.0 + ratio) * 1.01 >= ratio * self._window_total(xa, xb, ea, eb))
         )
         return possible
+
+    def _window_total(
+        self,
+        xa: npt.NDArray[np.complex128],
+        xb: npt.NDArray[np.complex128],
+        ea: npt.NDArray[np.float64],
+        eb: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """The window's power that the tones are weighed against (without dial tone if filtered)."""
+        total: npt.NDArray[np.float64] = (ea + eb) / (2 * BLOCK)
+        if self.config.filter_dial_tone:
+            dial = xa[..., _DIAL_BINS] + xb[..., _DIAL_BINS] * _ADVANCE[_DIAL_BINS]
+            dpow = (np.abs(dial) / (2 * BLOCK)) ** 2 * 2.0
+            total = total - dpow[..., 0] - dpow[..., 1]
+        return total
 
     def feed(self, frames: npt.ArrayLike, now_ms: int) -> list[list[DtmfEvent]]:
         """Process one 20 ms frame per channel (``now_ms``: time of the frames' first sample).
@@ -263,13 +314,16 @@ class DtmfBank:
         x = as_frames(frames)
         if x.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {x.shape[0]}")
-        coeffs, energy = _block_dft(x)
-        amps = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)  # (C, 2, 8)
+        coeffs, energy = _block_dft(x, self.product_rows)
+        amps = self._amplitudes(coeffs)  # (C, 2, 8)
         out: list[list[DtmfEvent]] = [[] for _ in range(self.channels)]
         # Block a of the window ending in each of this frame's blocks: the last frame's second
         # block, then this frame's first.
         before = np.stack([self._hist_amp[:, 1], amps[:, 0]], axis=1)
-        rows: list[int] = np.flatnonzero(self.possible_windows(before, amps).any(axis=1)).tolist()
+        xa = np.stack([self._prev_coeffs, coeffs[:, 0]], axis=1)
+        ea = np.stack([self._prev_energy, energy[:, 0]], axis=1)
+        possible = self.possible_windows(before, amps, xa, coeffs, ea, energy)
+        rows: list[int] = np.flatnonzero(possible.any(axis=1)).tolist()
         if self._runs:
             rows = sorted(set(rows).union(self._runs))
         if rows:

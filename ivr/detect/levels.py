@@ -58,3 +58,21 @@ def as_frames(frames: npt.ArrayLike) -> npt.NDArray[np.float64]:
     if arr.dtype == np.float64 and arr.flags.c_contiguous:
         return arr
     return arr.astype(np.float64)
+
+
+def stacked_product(x: npt.NDArray[np.float64], basis: npt.NDArray[np.float64], rows: int) -> npt.NDArray[np.float64]:
+    """``x @ basis`` with the rounding of a product of ``rows`` rows: products of ``rows`` rows each.
+
+    OpenBLAS picks its kernel by the matrix height, so products of different heights round
+    differently in the last bit, while a row's result does not depend on the other rows of its
+    product. A 3-D ``matmul`` runs one BLAS product per stacked matrix, each of height ``rows``;
+    the last one is padded with zero rows.
+    """
+    n = x.shape[0]
+    if n == rows:
+        return np.asarray(x @ basis, dtype=np.float64)
+    pad = (-n) % rows
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, x.shape[1]))])
+    out = np.matmul(x.reshape(-1, rows, x.shape[1]), basis)
+    return np.asarray(out.reshape(-1, basis.shape[1])[:n], dtype=np.float64)

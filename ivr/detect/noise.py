@@ -55,6 +55,9 @@ class NoiseBank:
         if loud.any():
             idx = np.flatnonzero(loud)
             spec = np.abs(np.fft.rfft(x[idx] * _HANN, axis=1)[:, _BAND]) ** 2 + 1e-9
+            # rfft of several rows comes out column-major, and numpy would then sum each row in
+            # another order than a row alone (a leg replayed by itself): C order for both.
+            spec = np.ascontiguousarray(spec)
             flat[idx] = np.exp(np.mean(np.log(spec), axis=1)) / np.mean(spec, axis=1)
         static = loud & (flat >= cfg.min_flatness)
         self._levels[:, self._pos] = level

@@ -9,7 +9,7 @@ report, same times and evidence, bit for bit) in three steps:
 1. **Features of every frame** (numpy, a segment of ~40 s at a time): the DTMF Goertzel bank and
    its window tests, the tone fit and classes, frame and 5 ms sub-block levels, the noise
    flatness. The matrix products are computed in stacks of ``rows`` frames, the height of the bank
-   being reproduced (32 for the engine's banks, 1 for :class:`~ivr.detect.bank.DetectorBank`):
+   being reproduced (128 for the engine's banks, 1 for :class:`~ivr.detect.bank.DetectorBank`):
    OpenBLAS picks its kernel by the matrix height, and a 1-row, a 32-row and a 45,000-row product
    round differently in the last bit (a row's result does not depend on the other rows of its
    product: the engine relies on that for the legs sharing a bank). After the products the work
@@ -60,7 +60,7 @@ from ivr.detect.events import (
     ToneEvent,
 )
 from ivr.detect.hookflash import _QUIET_MARGIN_DB, SUB, SUB_MS, HookflashBank
-from ivr.detect.levels import FRAME_MS, FRAME_SAMPLES, powers_to_dbm0
+from ivr.detect.levels import FRAME_MS, FRAME_SAMPLES, powers_to_dbm0, stacked_product
 from ivr.detect.noise import _BAND, _HANN, _WINDOW
 from ivr.detect.tones import _FIT as _TONE_FIT
 from ivr.detect.tones import NONE, ToneBank
@@ -79,20 +79,6 @@ class _Tagged:
     detector: int
     seq: int
     event: DetectorEvent
-
-
-def _stacked_product(x: npt.NDArray[np.float64], basis: npt.NDArray[np.float64], rows: int) -> npt.NDArray[np.float64]:
-    """``x @ basis`` with the rounding of a bank of ``rows`` rows: products of ``rows`` rows each.
-
-    The rows of ``x`` are frames (or blocks, ``rows`` = 2 per frame x the bank's rows); a 3-D
-    ``matmul`` runs one BLAS product per stacked matrix, each of the bank's own height.
-    """
-    n = x.shape[0]
-    pad = (-n) % rows
-    if pad:
-        x = np.concatenate([x, np.zeros((pad, x.shape[1]))])
-    out = np.matmul(x.reshape(-1, rows, x.shape[1]), basis)
-    return np.asarray(out.reshape(-1, basis.shape[1])[:n], dtype=np.float64)
 
 
 def detect_frames(
@@ -206,7 +192,7 @@ def _features(x: npt.NDArray[np.int16], c: DetectorConfigs, rows: int) -> _Featu
         level[seg] = powers_to_dbm0(np.einsum("ij,ij->i", xs, xs) / FRAME_SAMPLES)
         if dtmf is not None:
             blocks = xs.reshape(2 * m, BLOCK)
-            prod = _stacked_product(blocks, _DTMF_BASIS, 2 * rows)
+            prod = stacked_product(blocks, _DTMF_BASIS, 2 * rows)
             coeffs = prod[:, :k] + 1j * prod[:, k:]  # (2m, K), block after block
             energy = np.einsum("ij,ij->i", blocks, blocks)
             coeffs3 = coeffs.reshape(m, 2, k)
@@ -219,7 +205,7 @@ def _features(x: npt.NDArray[np.int16], c: DetectorConfigs, rows: int) -> _Featu
             dtmf.energy[seg] = energy.reshape(m, 2)
             prev_coeff, prev_energy, prev_amps = coeffs[-1:], energy[-1:], amps[-1, 1:2]
         if tone_class is not None and tone_power is not None:
-            cls, pw = tone_tracker.classify_fitted(_stacked_product(xs, _TONE_FIT, rows), xs)
+            cls, pw = tone_tracker.classify_fitted(stacked_product(xs, _TONE_FIT, rows), xs)
             tone_class[seg] = cls
             tone_power[seg] = pw
         if sub_level is not None:
@@ -263,7 +249,8 @@ def _dtmf_windows(
     m = xb.shape[0]
     blocks = amps.reshape(2 * m, _NF)
     before = np.concatenate([prev_amps, blocks[:-1]])  # block a of each window
-    possible = tracker.possible_windows(before, blocks).reshape(m, 2).any(axis=1)
+    possible = tracker.possible_windows(before, blocks, xa.reshape(2 * m, -1), xb.reshape(2 * m, -1), ea.reshape(-1),
+                                        eb.reshape(-1)).reshape(m, 2).any(axis=1)
     rows = np.flatnonzero(possible)
     # In slices of a bank's size: on strided operands numpy buffers large arrays into contiguous
     # ones and then multiplies complex numbers with fused multiply-adds, which rounds differently

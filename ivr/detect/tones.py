@@ -24,7 +24,15 @@ import numpy.typing as npt
 
 from ivr.detect.config import ToneConfig
 from ivr.detect.events import ToneEvent
-from ivr.detect.levels import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE_HZ, as_frames, dbm0_to_power, power_to_dbm0
+from ivr.detect.levels import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE_HZ,
+    as_frames,
+    dbm0_to_power,
+    power_to_dbm0,
+    stacked_product,
+)
 
 FREQS_HZ = np.array([350.0, 440.0, 480.0, 620.0, 913.8, 985.2, 1370.6, 1428.5, 1776.7])
 _n = np.arange(FRAME_SAMPLES)
@@ -47,9 +55,10 @@ _PAIR_SECOND = np.array([j for _, j in _PAIRS.values()])
 class ToneBank:
     """Call-progress tone detection for ``channels`` legs at once."""
 
-    def __init__(self, channels: int, config: ToneConfig | None = None) -> None:
+    def __init__(self, channels: int, config: ToneConfig | None = None, *, product_rows: int | None = None) -> None:
         self.config = config or ToneConfig()
         self.channels = channels
+        self.product_rows = product_rows or channels  # the tone fit rounds as a bank of this height's
         self._min_power = dbm0_to_power(self.config.min_level_dbm0)
         self._ratio = 10.0 ** (self.config.min_tone_to_rest_db / 10.0)
         self.active_class = np.zeros(channels, dtype=np.int64)
@@ -69,7 +78,7 @@ class ToneBank:
 
     def classify(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Per channel: the tone class of the frame and its tone power."""
-        return self.classify_fitted(x @ _FIT, x)
+        return self.classify_fitted(stacked_product(x, _FIT, self.product_rows), x)
 
     def classify_fitted(
         self, coef: npt.NDArray[np.float64], x: npt.NDArray[np.float64]

@@ -72,3 +72,61 @@ def test_wrong_frame_shape_is_refused() -> None:
     """Frames must be (channels, 160)."""
     with pytest.raises(ValueError):
         BatchedDetectorBank(2).feed(np.zeros((2, 80), dtype=np.int16), 0)
+
+
+def _varied_leg(i: int, seconds: float = 4.0) -> np.ndarray:
+    """A leg's few seconds: keys (some of them at once on many legs), progress tones, clicks,
+    static and music at random levels and times, over line noise."""
+    rng = np.random.default_rng(1000 + i)
+    parts: list[np.ndarray] = [synth.silence(float(rng.uniform(0, 200)))]
+    while sum(len(p) for p in parts) < seconds * 8000:
+        pick = int(rng.integers(7))
+        level = float(rng.uniform(-40, -5))
+        if pick == 0:
+            parts.append(synth.dtmf(str(rng.choice(list("0123456789*#ABCD"))), float(rng.uniform(30, 150)), level,
+                                    float(rng.uniform(-6, 10)), float(rng.uniform(-2, 2)), float(rng.uniform(-2, 2))))
+        elif pick == 1:
+            freqs = [[350, 440], [440, 480], [480, 620], [440], [985.2], [1428.5], [1776.7]][int(rng.integers(7))]
+            parts.append(synth.tone(freqs, float(rng.uniform(100, 600)), level))
+        elif pick == 2:
+            parts.append(synth.click(float(rng.uniform(5, 40)), level, rng))
+        elif pick == 3:
+            parts.append(synth.white_noise(float(rng.uniform(300, 3000)), level, rng))
+        elif pick == 4:
+            parts.append(synth.music_like(float(rng.uniform(0.3, 1.0)), rng) * 10 ** (level / 20))
+        else:
+            parts.append(synth.silence(float(rng.uniform(50, 800))))
+    sig = np.concatenate(parts)[: int(seconds * 8000)]
+    return sig + synth.white_noise(len(sig) / 8, float(rng.uniform(-70, -50)), rng)
+
+
+def test_a_tall_bank_gives_each_row_what_a_bank_of_its_product_height_gives() -> None:
+    """The engine's banks are 512 rows with products of 128 (DETECTOR_BANK_ROWS), and a replay runs
+    a leg in a bank of 128: every detector's events, times and evidence are the same, bit for bit.
+    Keys sound on more than 128 rows at once (the window tests run in slices)."""
+    rows, height = 512, 128
+    configs = DetectorConfigs().with_only(("dtmf", "silence", "tones", "hookflash", "noise"))
+    frames = np.stack([synth.to_frames(_varied_leg(i)) for i in range(rows)])
+    chorus = synth.to_frames(np.concatenate([synth.silence(400), synth.dtmf("5", 80, -10), synth.silence(400)]))
+    frames[: 3 * height // 2, : len(chorus)] = chorus  # the same key on 192 rows at once
+    tall = BatchedDetectorBank(rows, configs, product_rows=height)
+    short = [BatchedDetectorBank(height, configs) for _ in range(rows // height)]
+    # Events in full (repr: every float to the last bit, not the rounded to_json).
+    got: list[list[tuple[str, str]]] = [[] for _ in range(rows)]
+    want: list[list[tuple[str, str]]] = [[] for _ in range(rows)]
+    for t in range(frames.shape[1]):
+        for r, evs in enumerate(tall.feed(frames[:, t], t * 20)):
+            got[r] += [(type(e).__name__, repr(e)) for e in evs]
+        for b, bank in enumerate(short):
+            for r, evs in enumerate(bank.feed(frames[b * height : (b + 1) * height, t], t * 20)):
+                want[b * height + r] += [(type(e).__name__, repr(e)) for e in evs]
+    end = frames.shape[1] * 20
+    for r, evs in enumerate(tall.flush(end)):
+        got[r] += [(type(e).__name__, repr(e)) for e in evs]
+    for b, bank in enumerate(short):
+        for r, evs in enumerate(bank.flush(end)):
+            want[b * height + r] += [(type(e).__name__, repr(e)) for e in evs]
+    assert got == want
+    kinds = {kind for evs in want for kind, _ in evs}
+    assert {"DtmfEvent", "ToneEvent", "SilenceStarted", "SilenceEnded", "NoiseStarted", "HookflashEvent"} <= kinds
+    assert sum(1 for evs in want[: 3 * height // 2] if any("digit='5'" in text for _, text in evs)) > height

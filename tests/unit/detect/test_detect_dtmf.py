@@ -220,5 +220,5 @@ def test_the_window_screen_never_drops_a_window_the_q24_tests_pass(
     flat_c, flat_e, flat_a = coeffs.reshape(-1, coeffs.shape[-1]), energy.reshape(-1), amps.reshape(-1, _NF)
     xa, xb = flat_c[:-1, None], flat_c[1:, None]
     win = bank.window_features(xa, xb, flat_e[:-1, None], flat_e[1:, None])
-    possible = bank.possible_windows(flat_a[:-1], flat_a[1:])
+    possible = bank.possible_windows(flat_a[:-1], flat_a[1:], flat_c[:-1], flat_c[1:], flat_e[:-1], flat_e[1:])
     assert not (win.valid[:, 0] & ~possible).any()
