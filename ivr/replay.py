@@ -228,8 +228,9 @@ def _read_wav(path: Path) -> Any:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
 
 
-# The height of the engine's detector banks: numpy rounds a row bit-identically only at the same
-# height, so the replay reproduces the live arithmetic at this one (ivr.engine.DetectorPool uses it).
+# The height of the engine's detector banks' products: numpy rounds a row bit-identically only at
+# the same height, so the replay reproduces the live arithmetic at this one (ivr.net.detector_pool
+# computes every bank's products in stacks of it).
 ENGINE_BANK_ROWS = DETECTOR_BANK_ROWS
 
 

@@ -35,12 +35,14 @@ _NATIVE_IS_LITTLE = sys.byteorder == "little"
 class DetectorPool:
     """Rows of batched detector banks shared by every leg of the engine."""
 
-    # Rows per bank. A bank's feed costs about the same for 32 rows as for 128 (0.6 vs 0.85 ms a
-    # tick, measured), so 128 cuts the detectors' share of a core by ~2.5x with hundreds of legs.
-    # Above ~200 rows OpenBLAS may split the DTMF/tone matrix products over threads, which on a
-    # pinned core only adds contention. ivr/replay.py re-runs recorded legs on banks of this size:
-    # numpy's products give a row bit-identical results only for the same number of rows.
-    ROWS = DETECTOR_BANK_ROWS
+    # Each row's results are those of a bank of PRODUCT_ROWS rows, bit for bit: the matrix products
+    # are computed in stacks of that height (BatchedDetectorBank's product_rows), and ivr/replay.py
+    # re-runs a recorded leg in a bank of that height. A bank's cost is mostly numpy's per-call
+    # overhead, the same for 128 rows as for 512, so after a first bank of PRODUCT_ROWS (an engine
+    # with a few calls feeds no more) the banks are ROWS tall: with 1,000 legs, 3 feeds a tick
+    # instead of 8 (bench/detector_pool.py).
+    PRODUCT_ROWS = DETECTOR_BANK_ROWS
+    ROWS = 4 * DETECTOR_BANK_ROWS
 
     def __init__(self) -> None:
         self._banks: dict[int, list[BatchedDetectorBank]] = {}  # by id(plan)
@@ -59,12 +61,14 @@ class DetectorPool:
         key = id(session.plan)
         free = self._free.setdefault(key, [])
         if not free:
-            bank = BatchedDetectorBank(self.ROWS, configs)
-            self._banks.setdefault(key, []).append(bank)
+            banks = self._banks.setdefault(key, [])
+            rows = self.ROWS if banks else self.PRODUCT_ROWS
+            bank = BatchedDetectorBank(rows, configs, product_rows=self.PRODUCT_ROWS)
+            banks.append(bank)
             self._bank[id(bank)] = bank
             self._users[id(bank)] = {}
-            self._frames[id(bank)] = np.zeros((self.ROWS, FRAME), dtype=np.int16)
-            free.extend((bank, row) for row in range(self.ROWS - 1, -1, -1))
+            self._frames[id(bank)] = np.zeros((rows, FRAME), dtype=np.int16)
+            free.extend((bank, row) for row in range(rows - 1, -1, -1))
         bank, row = free.pop()
         # One clock for every row: 20 ms per media tick (frame-exact, not wall time), so the same
         # frames fed from a leg's WAV with the same origin reproduce the live events bit for bit.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 
 from ivr.detect.bank import BatchedDetectorBank
 from ivr.detect.config import DetectorConfigs
@@ -79,10 +80,13 @@ def _recorded(io: LegIO, out: _io.BytesIO) -> list[np.ndarray]:
     return list(pcm.reshape(-1, 160))
 
 
-def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding() -> None:
+@pytest.mark.parametrize("filler", [0, DetectorPool.PRODUCT_ROWS])
+def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(filler: int) -> None:
     """Three legs (mu-law, A-law, one whose packets stop): the recorded frames (WAV) equal a twin
     MediaLeg's pull_frame, and the in-band keys found equal a DetectorBank's on those frames. The
-    A-law leg is a facility leg whose caller is saying their name: those frames reach the call too."""
+    A-law leg is a facility leg whose caller is saying their name: those frames reach the call too.
+    With ``filler`` legs (no media yet) taking the first bank, the three land in a tall second bank
+    (DetectorPool.ROWS rows): its events are still those of a bank of PRODUCT_ROWS."""
     rng = np.random.default_rng(5)
 
     def keys(first: str, second: str) -> np.ndarray:
@@ -95,6 +99,9 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
     signals = {"ulaw": keys("5", "9"), "alaw": keys("3", "7"), "stops": keys("1", "2")}
     frames = signals["ulaw"]
     setups = [("ulaw", Codec.PCMU, len(frames)), ("alaw", Codec.PCMA, len(frames)), ("stops", Codec.PCMU, 8)]
+    for _ in range(filler):
+        idle = LegIO(Leg.CALLED, endpoint=None)  # type: ignore[arg-type]
+        pool.attach(FakeSession("idle", engine, plan), idle)  # type: ignore[arg-type]
     live, twins, sessions, wavs = [], [], [], []
     for name, codec, packets in setups:
         leg = Leg.FACILITY if name == "alaw" else Leg.CALLED
@@ -126,10 +133,12 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
     assert sessions[1].name_frames is not None and len(sessions[1].name_frames) == len(frames)
     assert all(np.array_equal(a, b) for a, b in zip(sessions[1].name_frames, reference["alaw"], strict=True))
     assert sessions[0].name_frames is None  # a called leg's frames are not the caller's name
+    assert all(io.detector is not None and io.detector[0].channels == (DetectorPool.ROWS if filler else
+               DetectorPool.PRODUCT_ROWS) for io, _, _ in live)
     expected: list[tuple[str, Any]] = []
     for name, _, _ in setups:
-        bank = BatchedDetectorBank(DetectorPool.ROWS, plan.detectors)
-        block = np.zeros((DetectorPool.ROWS, 160), dtype=np.int16)
+        bank = BatchedDetectorBank(DetectorPool.PRODUCT_ROWS, plan.detectors)
+        block = np.zeros((DetectorPool.PRODUCT_ROWS, 160), dtype=np.int16)
         for k, samples in enumerate(reference[name]):
             block[0] = samples
             expected.extend((name, e.to_json()) for e in bank.feed(block, 20 * k)[0])

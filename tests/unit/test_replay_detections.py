@@ -142,4 +142,4 @@ def test_replay_reproduces_the_engines_bank_height() -> None:
     from ivr.engine import DetectorPool
     from ivr.replay import ENGINE_BANK_ROWS
 
-    assert ENGINE_BANK_ROWS == DetectorPool.ROWS
+    assert ENGINE_BANK_ROWS == DetectorPool.PRODUCT_ROWS
