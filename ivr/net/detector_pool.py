@@ -37,11 +37,12 @@ class DetectorPool:
 
     # Each row's results are those of a bank of PRODUCT_ROWS rows, bit for bit: the matrix products
     # are computed in stacks of that height (BatchedDetectorBank's product_rows), and ivr/replay.py
-    # re-runs a recorded leg in a bank of that height. A bank's cost is mostly numpy's per-call
-    # overhead, the same for 128 rows as for 512, so after a first bank of PRODUCT_ROWS (an engine
-    # with a few calls feeds no more) the banks are ROWS tall: with 1,000 legs, 3 feeds a tick
-    # instead of 8 (bench/detector_pool.py).
+    # re-runs a recorded leg in a bank of that height. A bank's cost is partly numpy's per-call
+    # overhead, so tall banks cost less per row, but a bank is fed whole however few of its rows
+    # are in use. So a dialplan's first SHORT_BANKS banks are PRODUCT_ROWS tall (up to 512 legs,
+    # as before) and the next ones ROWS: 1,000 legs take 5 feeds a tick instead of 8.
     PRODUCT_ROWS = DETECTOR_BANK_ROWS
+    SHORT_BANKS = 4
     ROWS = 4 * DETECTOR_BANK_ROWS
 
     def __init__(self) -> None:
@@ -62,7 +63,7 @@ class DetectorPool:
         free = self._free.setdefault(key, [])
         if not free:
             banks = self._banks.setdefault(key, [])
-            rows = self.ROWS if banks else self.PRODUCT_ROWS
+            rows = self.ROWS if len(banks) >= self.SHORT_BANKS else self.PRODUCT_ROWS
             bank = BatchedDetectorBank(rows, configs, product_rows=self.PRODUCT_ROWS)
             banks.append(bank)
             self._bank[id(bank)] = bank

@@ -80,12 +80,12 @@ def _recorded(io: LegIO, out: _io.BytesIO) -> list[np.ndarray]:
     return list(pcm.reshape(-1, 160))
 
 
-@pytest.mark.parametrize("filler", [0, DetectorPool.PRODUCT_ROWS])
+@pytest.mark.parametrize("filler", [0, DetectorPool.SHORT_BANKS * DetectorPool.PRODUCT_ROWS])
 def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(filler: int) -> None:
     """Three legs (mu-law, A-law, one whose packets stop): the recorded frames (WAV) equal a twin
     MediaLeg's pull_frame, and the in-band keys found equal a DetectorBank's on those frames. The
     A-law leg is a facility leg whose caller is saying their name: those frames reach the call too.
-    With ``filler`` legs (no media yet) taking the first bank, the three land in a tall second bank
+    With ``filler`` legs (no media yet) taking the short banks, the three land in a tall bank
     (DetectorPool.ROWS rows): its events are still those of a bank of PRODUCT_ROWS."""
     rng = np.random.default_rng(5)
 
