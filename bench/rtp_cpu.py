@@ -4,7 +4,8 @@
 
 Prints microseconds per operation (best of 3 runs) for what the engine does 50 times a second
 per leg: parse a datagram, account + decode + buffer it (MediaLeg.receive), the same while bridged
-(plus the relay to the other leg), pull a 20 ms frame for the detectors, make the next paced packet
+(plus the relay to the other leg), the engine's per-datagram fast path (MediaLeg.receive_wire:
+wire bytes in, relayed wire bytes out, same codec on both legs), pull a 20 ms frame for the detectors, make the next paced packet
 (RtpSender.due_packets), serialize it, and the G.711 table lookups alone. Multiply by
 50 x legs x calls for the CPU share of a load (e.g. 500 calls, 2 legs: x 50,000 per second).
 """
@@ -66,6 +67,13 @@ def main() -> int:
         for k in range(count):
             leg.receive(packets[k], A, k * 0.02)
 
+    def receive_wire_bridged(count: int) -> None:
+        leg = MediaLeg(Leg.FACILITY, random.Random(1), 0.0, RemoteMedia(A, Codec.PCMU))
+        other = MediaLeg(Leg.CALLED, random.Random(2), 0.0, RemoteMedia(B, Codec.PCMU))
+        leg.bridge_to(other)
+        for k in range(count):
+            leg.receive_wire(datagrams[k], A, k * 0.02)
+
     def receive_and_pull(count: int) -> None:
         leg = MediaLeg(Leg.FACILITY, random.Random(1), 0.0, RemoteMedia(A, Codec.PCMU))
         for k in range(count):
@@ -102,6 +110,7 @@ def main() -> int:
         ("parse_datagram", parse),
         ("MediaLeg.receive (audio)", receive),
         ("MediaLeg.receive, bridged + transcode", receive_bridged),
+        ("MediaLeg.receive_wire, bridged (relayed)", receive_wire_bridged),
         ("receive + pull_frame", receive_and_pull),
         ("RtpSender.due_packets (idle silence)", send),
         ("due_packets + to_bytes (prompt)", send_prompt),

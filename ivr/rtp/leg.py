@@ -23,6 +23,9 @@ import enum
 import random
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ivr.rtp.g711 import Codec
 from ivr.rtp.jitter import Frame, JitterBuffer, PlayoutFrame
 from ivr.rtp.keys import KeyNormalizer, KeyPress
@@ -41,7 +44,10 @@ from ivr.rtp.session import (
 from ivr.types import KeySource, Leg
 
 LegEvent = KeyPress | KeyEnded | FlashEvent
-_CODEC_BY_PT: dict[int, Codec] = {codec.payload_type: codec for codec in Codec}
+# The fast path's per-packet lookup: the law and its decode table (Codec's properties are Python calls).
+_G711_BY_PT: dict[int, tuple[Codec, NDArray[np.int16]]] = {
+    codec.payload_type: (codec, codec.decode_table) for codec in Codec
+}
 
 
 class NotSimple(enum.Enum):
@@ -180,14 +186,15 @@ class MediaLeg:
         payload_type = second & 0x7F
         # RTCP (second octet 192..223) has payload-type bits 64..95: never a G.711 type, so it
         # falls through to the general path like every other unknown type.
-        codec = _CODEC_BY_PT.get(payload_type)
-        if codec is None or payload_type in self.receiver.event_payload_types:
+        g711 = _G711_BY_PT.get(payload_type)
+        if g711 is None or payload_type in self.receiver.event_payload_types:
             return NOT_SIMPLE
+        codec, table = g711
         _, _, sequence, timestamp, ssrc = FIXED_HEADER.unpack_from(data)
         if self.receiver.receive_header(ssrc, sequence, timestamp, payload_type, source, now) is not Verdict.ACCEPTED:
             return None
         payload = data[RTP_HEADER_LEN:]
-        self.jitter.push_encoded(timestamp, payload, codec.decode_table, now)
+        self.jitter.push_encoded(timestamp, payload, table, now)
         relay = self._relay
         if relay is None:
             return None

@@ -45,7 +45,8 @@ class MediaRelay:
         source_event_pt: int | None,
     ) -> None:
         self.out = out
-        self.source_codec = source_codec
+        self._source_codec = source_codec
+        self._source_pt = source_codec.payload_type  # kept with it: see RtpSender.payload_type
         self.source_event_pt = source_event_pt
         self._in_ssrc: int | None = None
         self._seq_offset = 0
@@ -56,6 +57,16 @@ class MediaRelay:
         self._transcoded = 0
         self._dropped = 0
         self._reanchors = 0
+
+    @property
+    def source_codec(self) -> Codec:
+        """The law the source leg sends (it may switch between the offered ones)."""
+        return self._source_codec
+
+    @source_codec.setter
+    def source_codec(self, codec: Codec) -> None:
+        self._source_codec = codec
+        self._source_pt = codec.payload_type
 
     @property
     def passthrough(self) -> bool:
@@ -98,10 +109,10 @@ class MediaRelay:
                 self._dropped += 1
                 return None
             out_type = self.out.telephone_event_pt
-        elif payload_type == self.source_codec.payload_type:
-            out_type = self.out.codec.payload_type
-            if self.source_codec is not self.out.codec:
-                payload = transcode(payload, self.source_codec, self.out.codec)
+        elif payload_type == self._source_pt:
+            out_type = self.out.payload_type
+            if self._source_codec is not self.out.codec:
+                payload = transcode(payload, self._source_codec, self.out.codec)
                 self._transcoded += 1
         else:
             self._dropped += 1

@@ -86,6 +86,10 @@ class RtpSender:
         self.telephone_event_pt = telephone_event_pt
         self.ptime_ms = ptime_ms
         self.frame_samples = SAMPLE_RATE_HZ * ptime_ms // 1000
+        # The codec's payload type and idle frame, kept with it (set_codec): Codec is a Python
+        # enum whose properties are Python calls, too dear once per packet on the compiled path.
+        self.payload_type = codec.payload_type
+        self._silence = codec.silence(self.frame_samples)
         self.max_catch_up_frames = max_catch_up_frames
         self.idle = idle
         # RFC 3550 section 5.1: random SSRC, initial sequence number and timestamp.
@@ -138,6 +142,8 @@ class RtpSender:
             return
         self._frames = collections.deque((transcode(frame, self.codec, codec), tag) for frame, tag in self._frames)
         self.codec = codec
+        self.payload_type = codec.payload_type
+        self._silence = codec.silence(self.frame_samples)
 
     @property
     def queued_frames(self) -> int:
@@ -230,12 +236,12 @@ class RtpSender:
             if tag is not None:
                 self._finished_tags.append(tag)
         elif self.idle is IdlePolicy.SILENCE:
-            payload = self.codec.silence(self.frame_samples)
+            payload = self._silence
         else:
             self._marker_next = True
             return None
         marker, self._marker_next = self._marker_next, False
-        return self._stamp(payload, self.codec.payload_type, timestamp, marker)
+        return self._stamp(payload, self.payload_type, timestamp, marker)
 
     def _stamp(self, payload: bytes, payload_type: int, timestamp: int, marker: bool) -> RtpPacket:
         packet = RtpPacket(
