@@ -46,10 +46,10 @@ class _Poller:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._epoll = select.epoll()
-        self._readers: dict[int, Callable[[], None]] = {}
+        self._readers: dict[int, Callable[[float | None], None]] = {}
         loop.add_reader(self._epoll.fileno(), self._ready)
 
-    def add(self, fd: int, reader: Callable[[], None]) -> None:
+    def add(self, fd: int, reader: Callable[[float | None], None]) -> None:
         self._readers[fd] = reader
         self._epoll.register(fd, select.EPOLLIN)
 
@@ -67,12 +67,15 @@ class _Poller:
 
     def _ready(self) -> None:
         readers = self._readers
+        # One arrival time for the datagrams of one poll: they were all queued when it returned
+        # (and the clock is a Python call, once per datagram a measurable part of the path).
+        now = self._loop.time()
         for fd, _ in self._epoll.poll(0):
             reader = readers.get(fd)
             if reader is None:
                 continue
             try:
-                reader()
+                reader(now)
             except Exception as exc:  # one socket's failure must not starve the others
                 self._loop.call_exception_handler(
                     {"message": "RTP socket reader failed", "exception": exc, "fd": fd})
@@ -81,9 +84,9 @@ class _Poller:
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Poller] = weakref.WeakKeyDictionary()
 
 
-def _watch(loop: asyncio.AbstractEventLoop, fd: int, reader: Callable[[], None]) -> None:
+def _watch(loop: asyncio.AbstractEventLoop, fd: int, reader: Callable[[float | None], None]) -> None:
     if not hasattr(select, "epoll"):  # not Linux: one loop reader per socket
-        loop.add_reader(fd, reader)
+        loop.add_reader(fd, reader, None)
         return
     poller = _POLLERS.get(loop)
     if poller is None:
@@ -182,7 +185,7 @@ class RtpEndpoint:
 
     # -- receiving --------------------------------------------------------------------------
 
-    def _read_ready(self) -> None:
+    def _read_ready(self, now: float | None = None) -> None:
         """One datagram per readiness: the poller is level-triggered, so a socket with more queued
         comes up again in the next poll. Reading on until EAGAIN would end nearly every wake-up in
         a raised BlockingIOError (one packet per socket per 20 ms is the common case), the most
@@ -198,7 +201,8 @@ class RtpEndpoint:
             # ICMP port unreachable from a peer that went away: counted; the media timeout decides.
             self.send_errors += 1
             return
-        now = self._loop.time()
+        if now is None:  # a reader of the loop itself (no epoll), not the poller
+            now = self._loop.time()
         fast = self._on_datagram
         if fast is not None and fast(data, addr, now):
             self.packets_received += 1
