@@ -108,7 +108,7 @@ class DetectorPool:
         pulled: list[tuple[int, CallSession, LegIO]] = []
         for row, user in list(users.items()):
             io = user[1]
-            media = io.media
+            media = io.path.media  # (not the LegIO.media property: a Python call per leg and tick)
             if media is None:
                 continue
             frame = media.pull_encoded(now)
