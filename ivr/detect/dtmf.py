@@ -77,6 +77,16 @@ def _pick(values: npt.NDArray[Any], index: npt.NDArray[np.intp]) -> npt.NDArray[
     return picked
 
 
+def fundamental_amplitudes(coeffs: npt.NDArray[np.complex128], step: int) -> npt.NDArray[np.float64]:
+    """``|X| / (BLOCK / 2)`` at the 8 fundamentals of (frames, 2, K) block coefficients, in slices
+    of ``step`` frames: numpy buffers strided complex operands (and its loop rounds differently)
+    only in large arrays, so a bank and the offline path slice as the bank being reproduced."""
+    if len(coeffs) <= step:
+        amps: npt.NDArray[np.float64] = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)
+        return amps
+    return np.concatenate([np.abs(coeffs[i : i + step, :, :_NF]) / (BLOCK / 2) for i in range(0, len(coeffs), step)])
+
+
 def key_for(row: int, col: int) -> str:
     """The key at keypad row ``row`` (0..3) and column ``col`` (0..3)."""
     return KEYPAD[row][col]
@@ -158,28 +168,20 @@ class DtmfBank:
         self._runs.pop(row, None)
 
     def _amplitudes(self, coeffs: npt.NDArray[np.complex128]) -> npt.NDArray[np.float64]:
-        """``|X| / (BLOCK / 2)`` at the fundamentals, in slices of ``product_rows`` channels: numpy
-        buffers strided complex operands (and its loop rounds differently) only in large arrays."""
-        step = self.product_rows
-        if self.channels <= step:
-            amps: npt.NDArray[np.float64] = np.abs(coeffs[..., :_NF]) / (BLOCK / 2)
-            return amps
-        return np.concatenate([np.abs(coeffs[i : i + step, :, :_NF]) / (BLOCK / 2)
-                               for i in range(0, self.channels, step)])
+        """``|X| / (BLOCK / 2)`` at the fundamentals (see :func:`fundamental_amplitudes`)."""
+        return fundamental_amplitudes(coeffs, self.product_rows)
 
-    def _windows(self, rows: list[int], coeffs: npt.NDArray[np.complex128],
-                 energy: npt.NDArray[np.float64]) -> _WindowResult:
+    def _windows(self, rows: list[int], xa: npt.NDArray[np.complex128], xb: npt.NDArray[np.complex128],
+                 ea: npt.NDArray[np.float64], eb: npt.NDArray[np.float64]) -> _WindowResult:
         """The window tests of channels ``rows`` (their results in that order), in slices of at
-        most ``product_rows`` channels (see :meth:`_amplitudes`)."""
+        most ``product_rows`` channels (see :func:`fundamental_amplitudes`). ``xa``/``ea``: block a
+        of each channel's two windows, ``xb``/``eb``: block b (this frame's blocks)."""
         step = self.product_rows
         if len(rows) > step:
-            parts = [self._windows(rows[i : i + step], coeffs, energy) for i in range(0, len(rows), step)]
+            parts = [self._windows(rows[i : i + step], xa, xb, ea, eb) for i in range(0, len(rows), step)]
             return _WindowResult(*(np.concatenate([getattr(part, name) for part in parts])
                                    for name in _WindowResult.__slots__))
-        # Blocks a (earlier) and b (later) of the two windows ending in this frame's blocks.
-        xa = np.stack([self._prev_coeffs[rows], coeffs[rows, 0]], axis=1)
-        ea = np.stack([self._prev_energy[rows], energy[rows, 0]], axis=1)
-        return self.window_features(xa, coeffs[rows], ea, energy[rows])
+        return self.window_features(xa[rows], xb[rows], ea[rows], eb[rows])
 
     def window_features(
         self,
@@ -327,7 +329,7 @@ class DtmfBank:
         if self._runs:
             rows = sorted(set(rows).union(self._runs))
         if rows:
-            win = self._windows(rows, coeffs, energy)
+            win = self._windows(rows, xa, coeffs, ea, energy)
             valid = cast(list[bool], win.valid.any(axis=1).tolist())
             for at, ch in enumerate(rows):
                 if not valid[at] and ch not in self._runs:

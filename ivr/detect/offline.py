@@ -48,7 +48,7 @@ import numpy.typing as npt
 from ivr.detect.config import DetectorConfigs
 from ivr.detect.dtmf import _ALL as _DTMF_FREQS
 from ivr.detect.dtmf import _BASIS as _DTMF_BASIS
-from ivr.detect.dtmf import _NF, BLOCK, DtmfBank, _WindowResult
+from ivr.detect.dtmf import _NF, BLOCK, DtmfBank, _WindowResult, fundamental_amplitudes
 from ivr.detect.events import (
     DetectorEvent,
     DtmfEvent,
@@ -196,7 +196,7 @@ def _features(x: npt.NDArray[np.int16], c: DetectorConfigs, rows: int) -> _Featu
             coeffs = prod[:, :k] + 1j * prod[:, k:]  # (2m, K), block after block
             energy = np.einsum("ij,ij->i", blocks, blocks)
             coeffs3 = coeffs.reshape(m, 2, k)
-            amps = np.concatenate([np.abs(coeffs3[i : i + _CHUNK, :, :_NF]) / (BLOCK / 2) for i in range(0, m, _CHUNK)])
+            amps = fundamental_amplitudes(coeffs3, _CHUNK)
             # Window w of frame f is (block 2f + w - 1, block 2f + w).
             xa = np.concatenate([prev_coeff, coeffs[:-1]]).reshape(m, 2, k)
             ea = np.concatenate([prev_energy, energy[:-1]]).reshape(m, 2)
