@@ -67,6 +67,7 @@ class _Session:
     engine: _Engine
     plan: _Plan
     name_frames: list[npt.NDArray[np.int16]] | None = None
+    record_audio: bool = True
 
     def on_name_frame(self, samples: npt.NDArray[np.int16], now: float) -> None:
         pass
@@ -97,7 +98,7 @@ def measure(legs: int, seconds: float, kind: str) -> tuple[list[int], float, flo
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(8000)
-        leg.wav, leg.recording = wav, True
+        leg.wav = wav
         pool.attach(_Session(engine, plan), leg)  # type: ignore[arg-type]
         ios.append(leg)
     payloads = [[Codec.PCMU.encode(audio[i, k]) for k in range(frames)] for i in range(legs)]
@@ -132,9 +133,19 @@ def measure(legs: int, seconds: float, kind: str) -> tuple[list[int], float, flo
     return banks, tick_s / frames * 1e3, feed_s / frames * 1e3, (tick_s - feed_s) / frames / legs * 1e6
 
 
+def _leg_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of leg counts: {text!r}") from None
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"leg counts must be at least 1: {text!r}")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--legs", default="200,1000", help="comma-separated leg counts (2 per call)")
+    parser.add_argument("--legs", type=_leg_counts, default="200,1000", help="comma-separated leg counts (2 per call)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of audio per leg")
     parser.add_argument("--audio", choices=("noise", "speech"), default="noise")
     args = parser.parse_args()
@@ -142,7 +153,7 @@ def main() -> int:
 
     print(f"media tick, {args.seconds:g} s of {args.audio} per leg; media path: {native.status()['path']}")
     print(f"{'legs':>6} {'banks':>22} {'tick ms':>8} {'feed ms':>8} {'per-leg us':>10} {'% core':>7}")
-    for legs in (int(x) for x in args.legs.split(",")):
+    for legs in args.legs:
         banks, tick_ms, feed_ms, per_leg_us = measure(legs, args.seconds, args.audio)
         shown = "+".join(str(b) for b in banks)
         print(f"{legs:6d} {shown:>22} {tick_ms:8.2f} {feed_ms:8.2f} {per_leg_us:10.2f} {tick_ms / 20 * 100:6.1f}%")

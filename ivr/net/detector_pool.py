@@ -106,7 +106,7 @@ class DetectorPool:
         # By decode table: (table, rows, payloads) of the frames still in G.711.
         groups: dict[int, tuple[npt.NDArray[np.int16], list[int], list[bytes]]] = {}
         pulled: list[tuple[int, CallSession, LegIO]] = []
-        for row, user in list(users.items()):
+        for row, user in users.items():  # (nothing here attaches or detaches a leg)
             io = user[1]
             media = io.path.media  # (not the LegIO.media property: a Python call per leg and tick)
             if media is None:
@@ -131,7 +131,7 @@ class DetectorPool:
         for row, session, io in pulled:
             if io.detector is None:  # ended by an earlier leg's frame this tick (its call hung up)
                 continue
-            if io.recording:
+            if io.wav is not None and session.record_audio:
                 if pcm is None:
                     pcm = (block if _NATIVE_IS_LITTLE else block.astype("<i2")).tobytes()
                 start = row * FRAME_BYTES

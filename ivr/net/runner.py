@@ -69,7 +69,6 @@ class LegIO:
     detector: tuple[Any, int] | None = None  # (bank, row) in the engine's detector pool
     origin_ms: int = 0  # the detector row's time origin (engine clock, ms)
     wav: wave.Wave_write | None = None
-    recording: bool = False  # this leg's audio goes to ``wav`` (not privileged, not stopped at the bridge)
     prompts: list[str] = field(default_factory=list)  # tags queued, in order
     paced: bool = False
     _pending_audio: list[bytes] = field(default_factory=list)  # frames not yet written to ``wav``
@@ -240,9 +239,6 @@ class CallSession:
 
     def _do_Bridge(self, c: cmd.Bridge) -> None:  # noqa: N802
         self.record_audio = c.record and self.record_audio
-        if not self.record_audio:
-            for io in self.legs.values():
-                io.recording = False
         self.bridged = True
         if not any(io.prompts for io in self.legs.values()):
             self._bridge_media()
@@ -302,7 +298,6 @@ class CallSession:
                 io.flush_recording()
                 io.wav.close()
                 io.wav = None
-                io.recording = False
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "record.json").write_text(dumps_pretty(c.record) + "\n", encoding="utf-8")
         with open(self.folder / "events.jsonl", "w", encoding="utf-8") as journal:
@@ -332,7 +327,6 @@ class CallSession:
             wav.setsampwidth(2)
             wav.setframerate(8000)
             io.wav = wav
-            io.recording = True
 
     def _stop_media(self, io: LegIO) -> None:
         if io.media is not None and io.paced:

@@ -40,12 +40,13 @@ class Plan:
 @dataclass
 class FakeSession:
     """What the pool needs of a CallSession: the plan, the engine, name_frames and on_name_frame
-    (while the caller's name is recorded), log_detection."""
+    (while the caller's name is recorded), record_audio, log_detection."""
 
     name: str
     engine: FakeEngine
     plan: Plan = field(default_factory=Plan)
     name_frames: list[np.ndarray] | None = None
+    record_audio: bool = True  # False: REG-3, or a dialplan that does not record the conversation
 
     def on_name_frame(self, samples: np.ndarray, now: float) -> None:
         assert self.name_frames is not None
@@ -66,7 +67,7 @@ def _recorder(io: LegIO) -> _io.BytesIO:
     wav.setnchannels(1)
     wav.setsampwidth(2)
     wav.setframerate(8000)
-    io.wav, io.recording = wav, True
+    io.wav = wav
     return out
 
 
@@ -148,7 +149,7 @@ def test_batched_decode_feeds_recordings_and_detectors_like_per_packet_decoding(
 
 
 def test_a_leg_that_stopped_recording_records_nothing_but_is_still_detected() -> None:
-    """REG-3 and a dialplan that does not record the conversation: ``recording`` off, no frame is
+    """REG-3 and a dialplan that does not record the conversation: ``record_audio`` off, no frame is
     written, and the leg's row is still fed (stray keys are watched during every call)."""
     engine = FakeEngine()
     plan = Plan(DetectorConfigs().with_only(("dtmf",)))
@@ -157,7 +158,7 @@ def test_a_leg_that_stopped_recording_records_nothing_but_is_still_detected() ->
     io = LegIO(Leg.CALLED, endpoint=None)  # type: ignore[arg-type]
     io.media = _leg(Codec.PCMU)
     out = _recorder(io)
-    io.recording = False
+    session.record_audio = False
     pool.attach(session, io)  # type: ignore[arg-type]
     frames = to_frames(np.concatenate([silence(200), dtmf("4", 120), silence(400)]))
     for k, frame in enumerate(frames):
